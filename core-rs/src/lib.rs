@@ -1,0 +1,10 @@
+//! The reelwatch core: header-only probing of video containers, parallel
+//! directory walks, partial-content fingerprints and path checks.
+//!
+//! The pure-Rust library has no Python dependency and is tested with
+//! `cargo test`; the `python` feature adds the `reelwatch._core` bindings.
+
+pub mod error;
+pub mod probe;
+
+pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,116 @@
+//! Container-header probing: detect the container from its first bytes, then
+//! read only the headers that carry duration, size, frame rate and codecs.
+//!
+//! Each container has its own module with one entry point,
+//! `probe(&mut Reader<R>) -> Result<MediaInfo>`, called with the reader at
+//! offset 0. A parser fills what the container states and leaves the rest
+//! `None`; it never reads past [`reader::DEFAULT_READ_BUDGET`].
+
+pub mod reader;
+
+use crate::error::Result;
+
+/// A rational number, used for frame rates ("30000/1001").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rational {
+    /// Numerator.
+    pub num: u32,
+    /// Denominator, never zero.
+    pub den: u32,
+}
+
+impl Rational {
+    /// Creates a reduced rational, or `None` when either part is zero.
+    #[must_use]
+    pub fn new(num: u64, den: u64) -> Option<Self> {
+        if num == 0 || den == 0 {
+            return None;
+        }
+        let divisor = gcd(num, den);
+        let (mut num, mut den) = (num / divisor, den / divisor);
+        // Keep the ratio when a part does not fit in 32 bits.
+        while num > u64::from(u32::MAX) || den > u64::from(u32::MAX) {
+            num = (num / 2).max(1);
+            den = (den / 2).max(1);
+        }
+        Some(Rational { num: u32::try_from(num).ok()?, den: u32::try_from(den).ok()? })
+    }
+
+    /// The value as a float.
+    #[must_use]
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// What a probe found in a file's headers. Codec, profile and container names
+/// follow ffprobe 5.1 (`codec_name`, `profile`), so users can compare the two.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaInfo {
+    /// Short container name: "mp4", "mov", "m4v", "3gp", "matroska", "webm",
+    /// "avi", "mpegts", "m2ts", "mpeg", "ogg", "flv" or "asf".
+    pub container: String,
+    /// ffprobe's `format_name` for the same file, e.g. "mov,mp4,m4a,3gp,3g2,mj2".
+    pub format_name: String,
+    /// Duration in seconds, as ffprobe's `format.duration` would give it.
+    pub duration_s: Option<f64>,
+    /// Coded width of the first video stream that is not cover art.
+    pub width: Option<u32>,
+    /// Coded height of that stream.
+    pub height: Option<u32>,
+    /// Display rotation in degrees, with ffprobe's sign (counter-clockwise positive).
+    pub rotation: Option<i32>,
+    /// Average frame rate of that stream (ffprobe's `avg_frame_rate`).
+    pub frame_rate: Option<Rational>,
+    /// Video codec name, e.g. "h264", "hevc", "vp9", "av1".
+    pub video_codec: Option<String>,
+    /// Video codec profile as ffprobe prints it, e.g. "High", "Main 10".
+    pub video_profile: Option<String>,
+    /// Codec of the first audio stream, e.g. "aac", "opus"; `None` when there is none.
+    pub audio_codec: Option<String>,
+    /// Channel count of the first audio stream.
+    pub audio_channels: Option<u32>,
+    /// Sample rate of the first audio stream in Hz.
+    pub audio_sample_rate: Option<u32>,
+    /// Overall bit rate in bits per second.
+    pub bit_rate: Option<u64>,
+    /// Number of video streams, cover art excluded.
+    pub video_streams: u32,
+    /// Number of audio streams.
+    pub audio_streams: u32,
+    /// Number of subtitle streams.
+    pub subtitle_streams: u32,
+    /// Whether every structure the headers declare ends inside the file. False
+    /// for a file still being copied or cut short.
+    pub complete: bool,
+}
+
+/// The outcome of probing one file: the info or an error, plus the bytes read.
+#[derive(Debug, Clone)]
+pub struct ProbeOutcome {
+    /// The media info, or why there is none.
+    pub result: Result<MediaInfo>,
+    /// Bytes read from the file by this probe.
+    pub bytes_read: u64,
+    /// The file's size when it was opened.
+    pub size: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rational_reduces() {
+        assert_eq!(Rational::new(60000, 2002), Some(Rational { num: 30000, den: 1001 }));
+        assert_eq!(Rational::new(0, 1), None);
+        assert_eq!(Rational::new(1, 0), None);
+    }
+}
