@@ -38,7 +38,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// Returns the stable snake_case name that crosses into Python.
+    /// Returns the stable `snake_case` name that crosses into Python.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
@@ -73,7 +73,11 @@ impl Error {
     /// Creates an error of `kind` with a message (lowercase, no final period).
     #[must_use]
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error { kind, message: message.into(), path: None }
+        Error {
+            kind,
+            message: message.into(),
+            path: None,
+        }
     }
 
     /// Shorthand for [`ErrorKind::Corrupt`].

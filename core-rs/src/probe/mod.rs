@@ -6,9 +6,22 @@
 //! offset 0. A parser fills what the container states and leaves the rest
 //! `None`; it never reads past [`reader::DEFAULT_READ_BUDGET`].
 
+pub mod asf;
+pub mod avi;
+pub mod detect;
+pub mod flv;
+pub mod matroska;
+pub mod mp4;
+pub mod mpegps;
+pub mod mpegts;
+pub mod ogg;
 pub mod reader;
 
-use crate::error::Result;
+use std::io::{Read, Seek};
+
+use crate::error::{Error, ErrorKind, Result};
+use detect::Format;
+use reader::Reader;
 
 /// A rational number, used for frame rates ("30000/1001").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +46,10 @@ impl Rational {
             num = (num / 2).max(1);
             den = (den / 2).max(1);
         }
-        Some(Rational { num: u32::try_from(num).ok()?, den: u32::try_from(den).ok()? })
+        Some(Rational {
+            num: u32::try_from(num).ok()?,
+            den: u32::try_from(den).ok()?,
+        })
     }
 
     /// The value as a float.
@@ -92,6 +108,45 @@ pub struct MediaInfo {
     pub complete: bool,
 }
 
+/// Probes a source whose container is already known; `reader` is at offset 0.
+pub fn probe_format<R: Read + Seek>(format: Format, reader: &mut Reader<R>) -> Result<MediaInfo> {
+    match format {
+        Format::IsoBmff => mp4::probe(reader),
+        Format::Matroska => matroska::probe(reader),
+        Format::Avi => avi::probe(reader),
+        Format::MpegTs(packet_size) => mpegts::probe(reader, packet_size),
+        Format::MpegPs => mpegps::probe(reader),
+        Format::Ogg => ogg::probe(reader),
+        Format::Flv => flv::probe(reader),
+        Format::Asf => asf::probe(reader),
+    }
+}
+
+/// Detects the container of `reader` (at offset 0) and probes it.
+pub fn probe_reader<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
+    if reader.is_empty() {
+        return Err(Error::new(ErrorKind::Empty, "the file is empty (0 bytes)"));
+    }
+    let mut head = [0u8; detect::SNIFF_LEN];
+    let count = reader.read_up_to(&mut head)?;
+    let head = &head[..count];
+    reader.seek_to(0)?;
+    match detect::detect(head) {
+        Some(format) => probe_format(format, reader),
+        // A preallocated file (torrent clients) is all zeros until data arrives.
+        None if detect::describe_unknown(head) == "zeros" => Err(Error::incomplete(
+            "the header is all zero bytes; the file is still being written",
+        )),
+        None => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "unsupported container (detected: {})",
+                detect::describe_unknown(head)
+            ),
+        )),
+    }
+}
+
 /// The outcome of probing one file: the info or an error, plus the bytes read.
 #[derive(Debug, Clone)]
 pub struct ProbeOutcome {
@@ -109,7 +164,13 @@ mod tests {
 
     #[test]
     fn rational_reduces() {
-        assert_eq!(Rational::new(60000, 2002), Some(Rational { num: 30000, den: 1001 }));
+        assert_eq!(
+            Rational::new(60000, 2002),
+            Some(Rational {
+                num: 30000,
+                den: 1001
+            })
+        );
         assert_eq!(Rational::new(0, 1), None);
         assert_eq!(Rational::new(1, 0), None);
     }

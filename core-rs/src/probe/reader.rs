@@ -23,7 +23,13 @@ impl<R: Read + Seek> Reader<R> {
     /// Creates a reader over `inner`, whose total length is `len` bytes,
     /// positioned at offset 0.
     pub fn new(inner: R, len: u64, budget: u64) -> Self {
-        Reader { inner, len, pos: 0, bytes_read: 0, budget }
+        Reader {
+            inner,
+            len,
+            pos: 0,
+            bytes_read: 0,
+            budget,
+        }
     }
 
     /// The source's total length in bytes.
