@@ -11,6 +11,7 @@ __all__ = [
     "Job",
     "JobKind",
     "JobState",
+    "Progress",
     "RootState",
     "RootStatus",
     "Status",
@@ -90,12 +91,19 @@ class VideoPage(msgspec.Struct, kw_only=True):
     next_cursor: str | None = None
 
 
+class Progress(msgspec.Struct, kw_only=True):
+    """How far a running job has got: ``done`` of ``total`` items."""
+
+    done: int
+    total: int
+
+
 class Job(msgspec.Struct, kw_only=True):
     """A unit of queued work, stored as a row so that it survives restarts.
 
     Times are Unix timestamps in seconds. ``result`` is the handler's summary,
     for a scan: counts of scanned, new, updated, removed and skipped files, and
-    a list of per-file errors.
+    a list of per-file errors. ``progress`` is set while the job runs.
     """
 
     id: int
@@ -109,6 +117,7 @@ class Job(msgspec.Struct, kw_only=True):
     error: str | None = None
     params: dict[str, Any] = msgspec.field(default_factory=dict)
     priority: int = 0
+    progress: Progress | None = None
 
 
 class RootStatus(msgspec.Struct, kw_only=True):
@@ -120,10 +129,14 @@ class RootStatus(msgspec.Struct, kw_only=True):
 
 
 class Status(msgspec.Struct, kw_only=True):
-    """The answer to ``status``: version, idleness, roots, job counts, catalog size."""
+    """The answer to ``status``: version, idleness, roots, job counts, catalog size.
+
+    ``settling`` counts files that wait for their writes to stop before a probe.
+    """
 
     version: str
     idle: bool
     roots: list[RootStatus]
     jobs: dict[str, int]
     videos: int
+    settling: int = 0
