@@ -121,7 +121,10 @@ class Job(msgspec.Struct, kw_only=True):
 
 
 class RootStatus(msgspec.Struct, kw_only=True):
-    """One allowed scan root and how it is observed; ``error`` says why when degraded."""
+    """One allowed scan root and how it is observed.
+
+    ``error`` says why when the root is not watched normally.
+    """
 
     path: str
     state: RootState
