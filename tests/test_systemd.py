@@ -46,7 +46,7 @@ def receive(sock: socket.socket) -> str:
 
 
 def receive_until(sock: socket.socket, last: str) -> list[str]:
-    messages = []
+    messages: list[str] = []
     while not messages or messages[-1] != last:
         messages.append(receive(sock))
     return messages
