@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ControlSocketError",
     "DaemonError",
     "InvalidParamsError",
     "NotFoundError",
@@ -26,6 +27,14 @@ class ConfigError(DaemonError):
     """Raised when the configuration file or an environment override is invalid.
 
     The message names the file, the key, what was found and what was expected.
+    """
+
+
+class ControlSocketError(DaemonError):
+    """Raised when the control socket cannot be set up.
+
+    For example: another daemon already listens on the path, the path exists
+    but is not a socket, or it is longer than a Unix socket address allows.
     """
 
 

@@ -1,0 +1,424 @@
+"""The JSON-RPC 2.0 wire format of the control socket: messages, codes, parsing."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Annotated, Any, Final, Literal, TypeVar
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from .errors import (
+    ConfigError,
+    DaemonError,
+    InvalidParamsError,
+    NotFoundError,
+    PathNotAllowedError,
+    PermissionDeniedError,
+    StorageError,
+)
+from .models import Job, JobState
+
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "ErrorCode",
+    "ErrorObject",
+    "ErrorResponse",
+    "InvalidEntry",
+    "JobGetParams",
+    "JobsListParams",
+    "JobsListResult",
+    "NoParams",
+    "ParamsError",
+    "ParsedLine",
+    "Request",
+    "RequestId",
+    "Response",
+    "ScanParams",
+    "ScanResult",
+    "SuccessResponse",
+    "VideosListParams",
+    "decode_params",
+    "encode_message",
+    "error_from_exception",
+    "make_error",
+    "parse_line",
+]
+
+DEFAULT_PAGE_SIZE: Final = 100
+MAX_PAGE_SIZE: Final = 1000
+
+
+class ErrorCode(enum.IntEnum):
+    """Error codes sent in ``error.code``.
+
+    The first five are reserved by JSON-RPC 2.0; the others are reelwatch's own.
+    """
+
+    PARSE_ERROR = -32700
+    INVALID_REQUEST = -32600
+    METHOD_NOT_FOUND = -32601
+    INVALID_PARAMS = -32602
+    INTERNAL_ERROR = -32603
+    PATH_NOT_ALLOWED = -32001
+    NOT_FOUND = -32002
+    PERMISSION_DENIED = -32003
+    LIMIT_EXCEEDED = -32004
+    STORAGE_ERROR = -32010
+
+
+RequestId = int | str | None
+"""A request id as JSON-RPC allows it; fractional numbers are rejected."""
+
+
+# ---------------------------------------------------------------------------
+# Envelopes
+
+
+class Request(msgspec.Struct, frozen=True, kw_only=True):
+    """One JSON-RPC request or notification as read from a client.
+
+    Unknown members of the envelope are ignored, so clients that add their own
+    bookkeeping keys still work. ``params`` stays undecoded until the method is
+    known; an empty ``Raw`` means the member was absent. ``id`` is ``UNSET`` for
+    a notification.
+    """
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    params: msgspec.Raw = msgspec.Raw()
+    id: RequestId | UnsetType = UNSET
+
+    @property
+    def is_notification(self) -> bool:
+        return self.id is UNSET
+
+
+class ErrorObject(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The ``error`` member of a response.
+
+    ``data.reason`` is a stable snake_case tag that scripts can match on.
+    """
+
+    code: int
+    message: str
+    data: dict[str, Any] | None = None
+
+    @property
+    def reason(self) -> str | None:
+        if self.data is None:
+            return None
+        reason = self.data.get("reason")
+        return reason if isinstance(reason, str) else None
+
+
+class SuccessResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """A response carrying a result."""
+
+    jsonrpc: Literal["2.0"] = "2.0"
+    id: RequestId
+    result: Any
+
+
+class ErrorResponse(msgspec.Struct, frozen=True, kw_only=True):
+    """A response carrying an error; ``id`` is null when the request's id is unknown."""
+
+    jsonrpc: Literal["2.0"] = "2.0"
+    id: RequestId
+    error: ErrorObject
+
+
+Response = SuccessResponse | ErrorResponse
+
+
+class InvalidEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """A line or batch element that is not a valid request, with its error."""
+
+    id: RequestId
+    error: ErrorObject
+
+    def to_response(self) -> ErrorResponse:
+        return ErrorResponse(id=self.id, error=self.error)
+
+
+class ParsedLine(msgspec.Struct, frozen=True, kw_only=True):
+    """What one request line contains.
+
+    ``is_batch`` is true when the line was a JSON array, in which case the
+    responses must also be sent as one array.
+    """
+
+    entries: list[Request | InvalidEntry]
+    is_batch: bool = False
+
+
+# ---------------------------------------------------------------------------
+# Method parameters and results
+
+PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE_SIZE)]
+PositiveId = Annotated[int, msgspec.Meta(ge=1)]
+NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
+
+
+class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Parameters of methods that take none (``ping``, ``status``)."""
+
+
+class ScanParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Parameters of ``scan``: an absolute path inside an allowed root."""
+
+    path: NonEmptyStr
+    recursive: bool = True
+
+
+class JobGetParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``job.get``."""
+
+    job_id: PositiveId
+
+
+class JobsListParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``jobs.list``; without ``status`` every state is listed."""
+
+    status: JobState | None = None
+    limit: PageSize = DEFAULT_PAGE_SIZE
+
+
+class VideosListParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``videos.list``; ``cursor`` is a previous ``next_cursor``."""
+
+    under: NonEmptyStr | None = None
+    limit: PageSize = DEFAULT_PAGE_SIZE
+    cursor: NonEmptyStr | None = None
+
+
+class ScanResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of ``scan``: the queued job's id, state and path."""
+
+    job_id: int
+    status: JobState
+    path: str
+
+
+class JobsListResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of ``jobs.list``, newest job first."""
+
+    jobs: list[Job]
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+_request_decoder = msgspec.json.Decoder(Request)
+_batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_positional_decoder = msgspec.json.Decoder(list[Any])
+
+
+class _IdProbe(msgspec.Struct):
+    id: RequestId | UnsetType = UNSET
+
+
+_id_probe_decoder = msgspec.json.Decoder(_IdProbe)
+_encoder = msgspec.json.Encoder()
+
+_REQUEST_SHAPE = (
+    'a request is {"jsonrpc": "2.0", "method": string, '
+    '"params": object or array (optional), "id": integer, string or null '
+    "(absent for a notification)}"
+)
+
+P = TypeVar("P", bound=msgspec.Struct)
+
+
+class ParamsError(Exception):
+    """Raised by :func:`decode_params` when params do not fit the method."""
+
+
+def make_error(
+    code: ErrorCode | int, message: str, reason: str, **data: Any
+) -> ErrorObject:
+    """Build an error object whose ``data`` carries ``reason`` and any extra keys."""
+    return ErrorObject(code=int(code), message=message, data={"reason": reason, **data})
+
+
+def parse_line(line: bytes, *, max_batch_requests: int) -> ParsedLine:
+    """Parse one request line into requests and ready-made errors.
+
+    A blank line yields no entries. Malformed JSON, invalid UTF-8 and nesting
+    deeper than the decoder allows yield one parse error; an element that is
+    valid JSON but not a request yields an invalid-request entry, keeping its
+    id when one can be read.
+    """
+    stripped = line.strip()
+    if not stripped:
+        return ParsedLine(entries=[])
+    if stripped[:1] != b"[":
+        return ParsedLine(entries=[_parse_entry(stripped)])
+
+    try:
+        elements = _batch_decoder.decode(stripped)
+    except RecursionError:
+        return ParsedLine(entries=[_nesting_error()])
+    except msgspec.DecodeError as exc:
+        return ParsedLine(entries=[_parse_error(exc)])
+
+    if not elements:
+        error = make_error(
+            ErrorCode.INVALID_REQUEST,
+            "invalid request: empty batch; send at least one request in the array",
+            "empty_batch",
+        )
+        return ParsedLine(entries=[InvalidEntry(id=None, error=error)])
+    if len(elements) > max_batch_requests:
+        error = make_error(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"batch of {len(elements)} requests exceeds the limit of "
+            f"{max_batch_requests}; split it into smaller batches",
+            "batch_too_large",
+            limit=max_batch_requests,
+        )
+        return ParsedLine(entries=[InvalidEntry(id=None, error=error)])
+
+    return ParsedLine(entries=[_parse_entry(bytes(e)) for e in elements], is_batch=True)
+
+
+def decode_params(method: str, raw: msgspec.Raw, params_type: type[P]) -> P:
+    """Decode a request's ``params`` into the method's parameter struct.
+
+    An absent or null ``params`` counts as an empty object. An array is taken
+    as positional parameters in the order of the struct's fields.
+
+    Raises:
+        ParamsError: the params are missing a field, have an unknown one, or a
+            value of the wrong type or range; the message names the field.
+    """
+    data = bytes(raw).strip()
+    if not data or data == b"null":
+        data = b"{}"
+    try:
+        if data[:1] == b"[":
+            return _decode_positional(method, data, params_type)
+        decoder: msgspec.json.Decoder[P] = _params_decoder(params_type)
+        return decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        detail = str(exc).replace("`$", "`params")
+        raise ParamsError(f"invalid params for '{method}': {detail}") from None
+
+
+def error_from_exception(exc: DaemonError) -> ErrorObject:
+    """Translate a daemon exception into the error object a client receives.
+
+    ``data.reason`` comes from the exception class unless the exception sets a
+    ``reason`` attribute; a ``data`` mapping on the exception is merged in.
+    """
+    reason = getattr(exc, "reason", None)
+    if not isinstance(reason, str):
+        reason = _reason_for(exc)
+    extra = getattr(exc, "data", None)
+    data: dict[str, Any] = dict(extra) if isinstance(extra, dict) else {}
+    data["reason"] = reason
+    message = str(exc) or type(exc).__name__
+
+    return ErrorObject(code=exc.code, message=message, data=data)
+
+
+def encode_message(message: Response | Sequence[Response]) -> bytes:
+    """Encode a response, or a batch of them, as one line ending in ``\\n``."""
+    return _encoder.encode(message) + b"\n"
+
+
+# ---------------------------------------------------------------------------
+# Private helpers
+
+_params_decoders: dict[type[Any], msgspec.json.Decoder[Any]] = {}
+
+
+def _params_decoder(params_type: type[P]) -> msgspec.json.Decoder[P]:
+    decoder = _params_decoders.get(params_type)
+    if decoder is None:
+        decoder = _params_decoders[params_type] = msgspec.json.Decoder(params_type)
+    return decoder
+
+
+def _decode_positional(method: str, data: bytes, params_type: type[P]) -> P:
+    values = _positional_decoder.decode(data)
+    names = msgspec.structs.fields(params_type)
+    if len(values) > len(names):
+        expected = ", ".join(f.name for f in names) or "no params"
+        raise ParamsError(
+            f"invalid params for '{method}': got {len(values)} positional params, "
+            f"expected at most {len(names)} ({expected})"
+        )
+    as_object = {field.name: value for field, value in zip(names, values, strict=False)}
+
+    return msgspec.convert(as_object, params_type)
+
+
+def _parse_entry(data: bytes) -> Request | InvalidEntry:
+    try:
+        return _request_decoder.decode(data)
+    except msgspec.ValidationError as exc:
+        detail = str(exc).replace("`$", "`request")
+        error = make_error(
+            ErrorCode.INVALID_REQUEST,
+            f"invalid request: {detail}; {_REQUEST_SHAPE}",
+            "invalid_request",
+        )
+        return InvalidEntry(id=_probe_id(data), error=error)
+    except RecursionError:
+        return _nesting_error()
+    except msgspec.DecodeError as exc:
+        return _parse_error(exc)
+
+
+def _probe_id(data: bytes) -> RequestId:
+    try:
+        probe = _id_probe_decoder.decode(data)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return None if isinstance(probe.id, UnsetType) else probe.id
+
+
+def _parse_error(exc: msgspec.DecodeError) -> InvalidEntry:
+    detail = str(exc)
+    reason = "invalid_utf8" if "UTF-8" in detail else "parse_error"
+    error = make_error(
+        ErrorCode.PARSE_ERROR,
+        f"parse error: {detail}; send one JSON object or array per line in UTF-8",
+        reason,
+    )
+    return InvalidEntry(id=None, error=error)
+
+
+def _nesting_error() -> InvalidEntry:
+    error = make_error(
+        ErrorCode.PARSE_ERROR,
+        "parse error: JSON is nested too deeply to decode",
+        "nesting_too_deep",
+    )
+    return InvalidEntry(id=None, error=error)
+
+
+_REASONS: Final[list[tuple[type[DaemonError], str]]] = [
+    (PathNotAllowedError, "path_not_allowed"),
+    (NotFoundError, "not_found"),
+    (PermissionDeniedError, "permission_denied"),
+    (InvalidParamsError, "invalid_params"),
+    (StorageError, "storage_error"),
+    (ConfigError, "config_error"),
+]
+
+
+def _reason_for(exc: DaemonError) -> str:
+    for exc_type, reason in _REASONS:
+        if isinstance(exc, exc_type):
+            return reason
+    return "internal_error"

@@ -1,0 +1,724 @@
+"""The control socket server: JSON-RPC 2.0 over a Unix socket, one message per line."""
+
+from __future__ import annotations
+
+import errno
+import grp
+import os
+import pwd
+import socket
+import stat
+import struct
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Final
+
+import anyio
+import anyio.abc
+import msgspec
+import structlog
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from .errors import ConfigError, ControlSocketError, DaemonError, PermissionDeniedError
+from .models import Job, Status, VideoPage
+from .protocol import (
+    ErrorCode,
+    ErrorObject,
+    ErrorResponse,
+    InvalidEntry,
+    JobGetParams,
+    JobsListParams,
+    JobsListResult,
+    NoParams,
+    ParamsError,
+    ParsedLine,
+    Request,
+    RequestId,
+    Response,
+    ScanParams,
+    ScanResult,
+    SuccessResponse,
+    VideosListParams,
+    decode_params,
+    encode_message,
+    error_from_exception,
+    make_error,
+    parse_line,
+)
+from .service import Service
+
+__all__ = [
+    "METHODS",
+    "PRIVILEGED_METHODS",
+    "AccessPolicy",
+    "ControlServer",
+    "PeerCredentials",
+    "SocketOptions",
+]
+
+log = structlog.get_logger("reelwatch.server")
+
+PRIVILEGED_METHODS: Final = frozenset({"scan", "rescan", "job.cancel"})
+"""Methods that change what the daemon does; see :class:`AccessPolicy`."""
+
+# struct ucred from <sys/socket.h>: pid_t, uid_t, gid_t, all 32-bit on Linux.
+_UCRED: Final = struct.Struct("3i")
+
+# accept() fails with these when the process or system is out of descriptors
+# or buffers; they pass once other connections close, so the loop backs off
+# instead of stopping the server.
+_TRANSIENT_ACCEPT_ERRNOS: Final = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+)
+_ACCEPT_BACKOFF_S: Final = 0.1
+_REFUSAL_SEND_TIMEOUT_S: Final = 1.0
+
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+FileMode = Annotated[int, msgspec.Meta(ge=0, le=0o7777)]
+
+
+class SocketOptions(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of the control socket, with the defaults used when unset.
+
+    ``mode`` and ``group`` set the socket file's permissions and group.
+    ``control_group`` names the group whose members may call the methods in
+    :data:`PRIVILEGED_METHODS` besides root and the daemon's user.
+    """
+
+    mode: FileMode = 0o600
+    group: str | None = None
+    control_group: str | None = None
+    max_line_bytes: PositiveInt = 1024 * 1024
+    max_connections: PositiveInt = 128
+    max_requests_in_flight: PositiveInt = 32
+    max_batch_requests: PositiveInt = 100
+    idle_timeout_s: PositiveFloat = 300.0
+    send_timeout_s: PositiveFloat = 30.0
+    backlog: PositiveInt = 128
+
+    @classmethod
+    def from_config(cls, section: object | None) -> SocketOptions:
+        """Build options from the ``socket`` section of the configuration.
+
+        Any object with some of the field names as attributes works; missing or
+        None attributes keep their defaults. ``mode`` may be an octal string
+        such as ``"0660"``.
+
+        Raises:
+            ConfigError: a value is out of range or ``mode`` is not octal.
+        """
+        if section is None:
+            return cls()
+        if isinstance(section, cls):
+            return section
+
+        values: dict[str, Any] = {}
+        for field in msgspec.structs.fields(cls):
+            value = getattr(section, field.name, None)
+            if value is not None:
+                values[field.name] = value
+        if isinstance(values.get("mode"), str):
+            values["mode"] = _parse_mode(values["mode"])
+        try:
+            return msgspec.convert(values, cls)
+        except msgspec.ValidationError as exc:
+            detail = str(exc).replace("`$", "`socket")
+            raise ConfigError(f"config: invalid socket setting: {detail}") from None
+
+
+@dataclass(frozen=True)
+class PeerCredentials:
+    """The process on the other end of a connection, as the kernel reports it."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def from_socket(cls, sock: socket.socket) -> PeerCredentials:
+        """Read SO_PEERCRED from a connected Unix socket.
+
+        Raises:
+            OSError: the socket does not support SO_PEERCRED.
+        """
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        pid, uid, gid = _UCRED.unpack(raw)
+        return cls(pid=pid, uid=uid, gid=gid)
+
+
+class AccessPolicy:
+    """Decides who may call the methods in :data:`PRIVILEGED_METHODS`.
+
+    Reading methods are open to every peer that can connect; the socket's mode
+    and group decide who that is. Privileged methods are allowed to root, to
+    the daemon's own user, and to members of ``control_group`` (primary or
+    supplementary group, looked up in the user database).
+    """
+
+    def __init__(self, *, control_group: str | None, daemon_uid: int | None = None):
+        self.daemon_uid = os.geteuid() if daemon_uid is None else daemon_uid
+        self.control_group = control_group
+        self.control_gid = (
+            None
+            if control_group is None
+            else _lookup_gid(control_group, "socket.control_group")
+        )
+
+    def describe_rule(self) -> str:
+        """Describe in words who may call privileged methods."""
+        allowed = f"root or the daemon's user (uid {self.daemon_uid})"
+        if self.control_group is not None:
+            allowed = (
+                f"root, the daemon's user (uid {self.daemon_uid}) or members "
+                f"of group '{self.control_group}'"
+            )
+        return allowed
+
+    def is_allowed(self, peer: PeerCredentials | None) -> bool:
+        """Tell whether ``peer`` may call privileged methods.
+
+        This may query the user database, so async callers run it in a thread.
+        """
+        if peer is None:
+            return False
+        if peer.uid in (0, self.daemon_uid):
+            return True
+        if self.control_gid is None:
+            return False
+        if peer.gid == self.control_gid:
+            return True
+
+        return self.control_gid in _groups_of(peer.uid, peer.gid)
+
+    def denial(
+        self, method: str, peer: PeerCredentials | None
+    ) -> PermissionDeniedError:
+        """Build the error sent when ``peer`` may not call ``method``."""
+        caller = (
+            "the caller's credentials are unknown"
+            if peer is None
+            else f"the caller is uid {peer.uid}, gid {peer.gid}"
+        )
+        return PermissionDeniedError(
+            f"permission denied: method '{method}' is allowed only to "
+            f"{self.describe_rule()}; {caller}"
+        )
+
+
+@dataclass(frozen=True)
+class _Method:
+    params_type: type[msgspec.Struct]
+    call: Callable[[Service, Any], Awaitable[Any]]
+
+
+async def _ping(service: Service, params: NoParams) -> str:
+    return "pong"
+
+
+async def _status(service: Service, params: NoParams) -> Status:
+    return await service.status()
+
+
+async def _scan(service: Service, params: ScanParams) -> ScanResult:
+    job = await service.scan(params.path, recursive=params.recursive)
+    return ScanResult(job_id=job.id, status=job.status, path=job.path)
+
+
+async def _job_get(service: Service, params: JobGetParams) -> Job:
+    return await service.get_job(params.job_id)
+
+
+async def _jobs_list(service: Service, params: JobsListParams) -> JobsListResult:
+    jobs = await service.list_jobs(status=params.status, limit=params.limit)
+    return JobsListResult(jobs=jobs)
+
+
+async def _videos_list(service: Service, params: VideosListParams) -> VideoPage:
+    return await service.list_videos(
+        under=params.under, limit=params.limit, cursor=params.cursor
+    )
+
+
+METHODS: Final[Mapping[str, _Method]] = {
+    "ping": _Method(NoParams, _ping),
+    "status": _Method(NoParams, _status),
+    "scan": _Method(ScanParams, _scan),
+    "job.get": _Method(JobGetParams, _job_get),
+    "jobs.list": _Method(JobsListParams, _jobs_list),
+    "videos.list": _Method(VideosListParams, _videos_list),
+}
+"""Every method the server dispatches, by its JSON-RPC name."""
+
+
+class ControlServer:
+    """Serves the control protocol for a :class:`Service` on a Unix socket.
+
+    Args:
+        service: what requests are dispatched to.
+        options: a :class:`SocketOptions`, or the configuration's ``socket``
+            section (see :meth:`SocketOptions.from_config`), or None for the
+            defaults.
+        socket_path: where to bind the socket. Required unless
+            ``listen_socket`` is given; with both, the path is only reported.
+        listen_socket: an already bound and listening socket to adopt, such as
+            one passed in by systemd socket activation. The server then neither
+            creates nor removes the socket file.
+
+    Raises:
+        ConfigError: an option is invalid or a configured group does not exist.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        options: object | None = None,
+        socket_path: str | os.PathLike[str] | None = None,
+        *,
+        listen_socket: socket.socket | None = None,
+    ) -> None:
+        if socket_path is None and listen_socket is None:
+            raise ValueError("ControlServer needs a socket_path or a listen_socket")
+        self.service = service
+        self.options = SocketOptions.from_config(options)
+        self.socket_path = None if socket_path is None else Path(socket_path)
+        self.policy = AccessPolicy(control_group=self.options.control_group)
+        self._socket_gid = (
+            None
+            if self.options.group is None
+            else _lookup_gid(self.options.group, "socket.group")
+        )
+        self._listen_socket = listen_socket
+        self._connections = 0
+        self._next_connection_id = 1
+
+    @property
+    def active_connections(self) -> int:
+        """The number of connections being served now."""
+        return self._connections
+
+    async def serve(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen and serve connections until cancelled.
+
+        ``task_status.started()`` is called once the socket accepts
+        connections, so ``await task_group.start(server.serve)`` returns when
+        clients can connect. A socket file this server created is removed when
+        it stops.
+
+        Raises:
+            ControlSocketError: the socket cannot be created, for example
+                because another daemon listens on the path.
+        """
+        if self._listen_socket is not None:
+            sock, owned_inode = self._listen_socket, None
+        else:
+            assert self.socket_path is not None
+            sock = await anyio.to_thread.run_sync(
+                _bind_unix_socket,
+                self.socket_path,
+                self.options.mode,
+                self._socket_gid,
+                self.options.backlog,
+            )
+            owned_inode = os.stat(self.socket_path).st_ino
+
+        try:
+            listener = await anyio.abc.SocketListener.from_socket(sock)
+            async with listener, anyio.create_task_group() as task_group:
+                log.info(
+                    "control_socket_listening",
+                    path=str(self.socket_path),
+                    socket_activated=owned_inode is None,
+                    mode=f"{self.options.mode:04o}",
+                )
+                task_status.started()
+                await self._accept_loop(listener, task_group)
+        finally:
+            if owned_inode is not None and self.socket_path is not None:
+                _remove_socket_file(self.socket_path, owned_inode)
+            log.info("control_socket_closed", path=str(self.socket_path))
+
+    async def _accept_loop(
+        self, listener: anyio.abc.SocketListener, task_group: anyio.abc.TaskGroup
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as exc:
+                if exc.errno not in _TRANSIENT_ACCEPT_ERRNOS:
+                    raise
+                log.warning("accept_failed", error=str(exc), errno=exc.errno)
+                await anyio.sleep(_ACCEPT_BACKOFF_S)
+                continue
+
+            if self._connections >= self.options.max_connections:
+                await self._refuse(stream)
+                continue
+            connection_id = self._next_connection_id
+            self._next_connection_id += 1
+            self._connections += 1
+            task_group.start_soon(self._serve_connection, stream, connection_id)
+
+    async def _serve_connection(
+        self, stream: anyio.abc.SocketStream, connection_id: int
+    ) -> None:
+        try:
+            async with stream:
+                await _Connection(self, stream, connection_id).run()
+        finally:
+            self._connections -= 1
+
+    async def _refuse(self, stream: anyio.abc.SocketStream) -> None:
+        limit = self.options.max_connections
+        log.warning("connection_refused", reason="too_many_connections", limit=limit)
+        error = make_error(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"too many connections (limit {limit}); close idle connections "
+            "or try again later",
+            "too_many_connections",
+            limit=limit,
+        )
+        # A fresh socket's send buffer is empty, so this short line normally
+        # goes out at once; the timeout only guards against a broken peer.
+        with anyio.move_on_after(_REFUSAL_SEND_TIMEOUT_S):
+            try:
+                await stream.send(encode_message(ErrorResponse(id=None, error=error)))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+        await anyio.aclose_forcefully(stream)
+
+
+class _Connection:
+    """One client connection: reads lines, runs requests, writes responses."""
+
+    def __init__(
+        self, server: ControlServer, stream: anyio.abc.SocketStream, connection_id: int
+    ) -> None:
+        self._server = server
+        self._options = server.options
+        self._stream = stream
+        self._reader = BufferedByteReceiveStream(stream)
+        self._send_lock = anyio.Lock()
+        self._scope = anyio.CancelScope()
+        self._in_flight = 0
+        self._at_eof = False
+        self._may_control: bool | None = None
+        self._peer = _read_peer(stream)
+        self._log = log.bind(
+            connection=connection_id,
+            peer_pid=None if self._peer is None else self._peer.pid,
+            peer_uid=None if self._peer is None else self._peer.uid,
+        )
+
+    async def run(self) -> None:
+        self._log.debug("connection_opened")
+        with self._scope:
+            async with anyio.create_task_group() as task_group:
+                while (line := await self._read_line()) is not None:
+                    await self._submit(line, task_group)
+        self._log.debug("connection_closed")
+
+    async def _read_line(self) -> bytes | None:
+        """Return the next request line, or None when the connection should end."""
+        while not self._at_eof:
+            with anyio.move_on_after(self._options.idle_timeout_s):
+                try:
+                    return await self._reader.receive_until(
+                        b"\n", self._options.max_line_bytes
+                    )
+                except anyio.IncompleteRead:
+                    # The peer closed its sending side; a last line without a
+                    # newline still counts, so `printf '{...}' | socat` works.
+                    self._at_eof = True
+                    rest = self._reader.buffer
+                    return rest if rest.strip() else None
+                except anyio.DelimiterNotFound:
+                    await self._reject_line_too_long()
+                    return None
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    return None
+
+            # The idle timeout passed. A request still running keeps the
+            # connection open, since its response is what the client waits for.
+            if self._in_flight == 0:
+                self._log.debug("connection_idle_timeout")
+                return None
+
+        return None
+
+    async def _submit(self, line: bytes, task_group: anyio.abc.TaskGroup) -> None:
+        parsed = parse_line(line, max_batch_requests=self._options.max_batch_requests)
+        if not parsed.entries:
+            return
+        if self._in_flight >= self._options.max_requests_in_flight:
+            await self._reject_busy(parsed)
+            return
+
+        self._in_flight += 1
+        task_group.start_soon(self._process, parsed)
+
+    async def _process(self, parsed: ParsedLine) -> None:
+        try:
+            responses: list[Response] = []
+            for entry in parsed.entries:
+                response = await self._dispatch(entry)
+                if response is not None:
+                    responses.append(response)
+
+            if responses:
+                await self._send(responses if parsed.is_batch else responses[0])
+        finally:
+            self._in_flight -= 1
+
+    async def _dispatch(self, entry: Request | InvalidEntry) -> Response | None:
+        if isinstance(entry, InvalidEntry):
+            self._log.debug("request_invalid", reason=entry.error.reason)
+            return entry.to_response()
+
+        started = time.perf_counter()
+        error: ErrorObject | None = None
+        result: Any = None
+        try:
+            result = await self._call(entry)
+        except _RequestFailed as exc:
+            error = exc.error
+        except ParamsError as exc:
+            error = make_error(
+                ErrorCode.INVALID_PARAMS,
+                str(exc),
+                "invalid_params",
+                method=entry.method,
+            )
+        except DaemonError as exc:
+            error = error_from_exception(exc)
+        except Exception as exc:
+            # A bug in one handler must not end the connection or the server:
+            # the client gets -32603 and the log keeps the traceback.
+            self._log.error("request_crashed", method=entry.method, exc_info=exc)
+            error = make_error(
+                ErrorCode.INTERNAL_ERROR,
+                f"internal error while handling '{entry.method}' "
+                f"({type(exc).__name__}); see the daemon log",
+                "internal_error",
+            )
+
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        self._log.debug(
+            "request_handled",
+            method=entry.method,
+            id=None if entry.is_notification else entry.id,
+            error_code=None if error is None else error.code,
+            elapsed_ms=elapsed_ms,
+        )
+        if entry.is_notification:
+            return None
+        request_id = _response_id(entry)
+        if error is not None:
+            return ErrorResponse(id=request_id, error=error)
+
+        return SuccessResponse(id=request_id, result=result)
+
+    async def _call(self, request: Request) -> Any:
+        method = METHODS.get(request.method)
+        if method is None:
+            known = ", ".join(sorted(METHODS))
+            raise _RequestFailed(
+                make_error(
+                    ErrorCode.METHOD_NOT_FOUND,
+                    f"method not found: '{request.method}'; known methods: {known}",
+                    "method_not_found",
+                    method=request.method,
+                )
+            )
+        if request.method in PRIVILEGED_METHODS and not await self._may_call_control():
+            raise self._server.policy.denial(request.method, self._peer)
+
+        params = decode_params(request.method, request.params, method.params_type)
+        return await method.call(self._server.service, params)
+
+    async def _may_call_control(self) -> bool:
+        if self._may_control is None:
+            self._may_control = await anyio.to_thread.run_sync(
+                self._server.policy.is_allowed, self._peer
+            )
+        return self._may_control
+
+    async def _reject_busy(self, parsed: ParsedLine) -> None:
+        limit = self._options.max_requests_in_flight
+        self._log.warning("request_rejected", reason="too_many_requests", limit=limit)
+        error = make_error(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"too many requests in flight on this connection (limit {limit}); "
+            "wait for responses before sending more",
+            "too_many_requests",
+            limit=limit,
+        )
+        responses: list[Response] = []
+        for entry in parsed.entries:
+            if isinstance(entry, InvalidEntry):
+                responses.append(entry.to_response())
+            elif not entry.is_notification:
+                responses.append(ErrorResponse(id=_response_id(entry), error=error))
+
+        if responses:
+            await self._send(responses if parsed.is_batch else responses[0])
+
+    async def _reject_line_too_long(self) -> None:
+        limit = self._options.max_line_bytes
+        self._log.warning("request_rejected", reason="line_too_long", limit=limit)
+        error = make_error(
+            ErrorCode.LIMIT_EXCEEDED,
+            f"request line longer than {limit} bytes; closing the connection",
+            "line_too_long",
+            limit=limit,
+        )
+        await self._send(ErrorResponse(id=None, error=error))
+
+    async def _send(self, message: Response | list[Response]) -> None:
+        data = encode_message(message)
+        async with self._send_lock:
+            with anyio.move_on_after(self._options.send_timeout_s) as timeout:
+                try:
+                    await self._stream.send(data)
+                except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                    self._log.debug("connection_lost_on_send")
+                    self._scope.cancel()
+                    return
+
+        if timeout.cancelled_caught:
+            # The client stopped reading; dropping it bounds the memory its
+            # unread responses would take.
+            self._log.warning("send_timed_out", timeout_s=self._options.send_timeout_s)
+            self._scope.cancel()
+
+
+class _RequestFailed(Exception):
+    """Carries a ready-made error object out of request dispatch."""
+
+    def __init__(self, error: ErrorObject) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _response_id(request: Request) -> RequestId:
+    return None if isinstance(request.id, msgspec.UnsetType) else request.id
+
+
+def _read_peer(stream: anyio.abc.SocketStream) -> PeerCredentials | None:
+    sock = stream.extra(anyio.abc.SocketAttribute.raw_socket)
+    try:
+        return PeerCredentials.from_socket(sock)
+    except OSError as exc:
+        # Without credentials the peer is treated as unprivileged, so only the
+        # reading methods stay open to it.
+        log.warning("peer_credentials_unavailable", error=str(exc))
+        return None
+
+
+def _parse_mode(text: str) -> int:
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ConfigError(
+            f"config: socket.mode '{text}' is not an octal file mode; "
+            'expected a string such as "0600" or "0660"'
+        ) from None
+
+
+def _lookup_gid(group: str, key: str) -> int:
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise ConfigError(
+            f"config: {key} '{group}' is not a group on this system; "
+            "create it with groupadd or change the setting"
+        ) from None
+
+
+def _groups_of(uid: int, gid: int) -> list[int]:
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        # A uid without a user database entry has no supplementary groups.
+        return []
+    return os.getgrouplist(name, gid)
+
+
+def _bind_unix_socket(
+    path: Path, mode: int, gid: int | None, backlog: int
+) -> socket.socket:
+    """Create, bind and start listening on a Unix socket at ``path``.
+
+    Permissions are set between bind() and listen(): until listen() every
+    connect() is refused, so no client can slip in under the wrong mode.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(os.fspath(path))
+        os.chmod(path, mode)
+        if gid is not None:
+            os.chown(path, -1, gid)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise ControlSocketError(
+            f"cannot create control socket {path}: {exc.strerror or exc}; "
+            "check the directory's permissions and that socket_path is shorter "
+            "than 108 bytes"
+        ) from exc
+
+    return sock
+
+
+def _remove_stale_socket(path: Path) -> None:
+    """Remove a socket file left by a daemon that is gone; refuse anything else."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise ControlSocketError(
+            f"cannot create control socket {path}: the path exists and is not a "
+            "socket; remove it or set another socket_path"
+        )
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(os.fspath(path))
+    except ConnectionRefusedError:
+        log.info("stale_socket_removed", path=str(path))
+        path.unlink(missing_ok=True)
+        return
+    except OSError as exc:
+        # Any other failure (a timeout with a full backlog, EACCES) means the
+        # file may still belong to a live server, so it is left alone.
+        raise ControlSocketError(
+            f"cannot create control socket {path}: it exists and probing it "
+            f"failed ({exc}); remove it if no daemon is running"
+        ) from exc
+    finally:
+        probe.close()
+
+    raise ControlSocketError(
+        f"cannot create control socket {path}: another process is listening on "
+        "it; stop that daemon or set another socket_path"
+    )
+
+
+def _remove_socket_file(path: Path, inode: int) -> None:
+    # Only the file this server bound is removed: a newer daemon may have
+    # replaced it in the meantime.
+    try:
+        if os.stat(path).st_ino == inode:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.warning("socket_cleanup_failed", path=str(path), error=str(exc))
