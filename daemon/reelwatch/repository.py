@@ -1,0 +1,869 @@
+"""The catalog and job store: a Protocol, SQLite and in-memory implementations.
+
+Paths are stored as BLOBs holding ``os.fsencode(path)``, so file names that are
+not valid UTF-8 survive a round trip (Python sees them as ``str`` with
+surrogate escapes, see :func:`os.fsdecode`). BLOBs compare byte by byte, which
+gives a stable path order for pagination and lets a prefix query select the
+entries under a directory by whole components.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import aiosqlite
+import anyio
+import msgspec
+import structlog
+
+from .errors import InvalidParamsError, StorageError
+from .models import Job, JobState, Progress, Video, VideoPage
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "FileState",
+    "MemoryRepository",
+    "Repository",
+    "SQLiteRepository",
+    "decode_cursor",
+    "encode_cursor",
+    "is_same_or_under",
+]
+
+log = structlog.get_logger(__name__)
+
+SCHEMA_VERSION = 1
+
+_FINISHED_STATES = tuple(state.value for state in JobState if state.is_finished)
+_CURSOR_PREFIX = "p1."
+_INT64_SPAN = 1 << 64
+_INT64_MAX = (1 << 63) - 1
+
+
+class FileState(NamedTuple):
+    """What the scanner compares to decide whether a cataloged file changed."""
+
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+    complete: bool | None
+    error_kind: str | None
+
+
+class Repository(Protocol):
+    """Storage for catalog entries and job rows.
+
+    Every path argument is an absolute, normalized path. Writes that take a
+    sequence run in one transaction.
+    """
+
+    async def open(self) -> None:
+        """Open the store, creating or migrating its schema.
+
+        Raises:
+            StorageError: the store cannot be opened or is from a newer version.
+        """
+        ...
+
+    async def close(self) -> None:
+        """Close the store; further calls fail."""
+        ...
+
+    async def file_states(self, under: str) -> dict[str, FileState]:
+        """Return the state of every entry at or under ``under``, keyed by path."""
+        ...
+
+    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+        """Insert or replace entries by path, keeping the ``id`` of existing ones.
+
+        The ``id`` of each argument is ignored; new entries get a fresh one.
+        """
+        ...
+
+    async def delete_videos(self, paths: Sequence[str]) -> int:
+        """Delete the entries with exactly these paths and return how many went."""
+        ...
+
+    async def delete_videos_under(self, under: str) -> int:
+        """Delete the entry at ``under`` and every entry below it."""
+        ...
+
+    async def set_offline(self, under: str, offline: bool) -> int:
+        """Mark the entries at or under ``under`` offline (or back online)."""
+        ...
+
+    async def get_video(self, path: str) -> Video | None:
+        """Return the entry for ``path``, or None."""
+        ...
+
+    async def list_videos(
+        self, *, under: str | None, limit: int, cursor: str | None
+    ) -> VideoPage:
+        """Return up to ``limit`` entries in path order after ``cursor``.
+
+        Raises:
+            InvalidParamsError: ``cursor`` was not produced by this store.
+        """
+        ...
+
+    async def count_videos(self) -> int:
+        """Return the number of catalog entries."""
+        ...
+
+    async def insert_job(self, job: Job) -> Job:
+        """Store a new job and return it with its assigned ``id``."""
+        ...
+
+    async def update_job(self, job: Job) -> None:
+        """Overwrite the stored job that has ``job.id``."""
+        ...
+
+    async def get_job(self, job_id: int) -> Job | None:
+        """Return the job with ``job_id``, or None."""
+        ...
+
+    async def list_jobs(self, *, status: JobState | None, limit: int) -> list[Job]:
+        """Return up to ``limit`` jobs, newest first, optionally only in ``status``."""
+        ...
+
+    async def unfinished_jobs(self) -> list[Job]:
+        """Return every pending or running job, oldest first."""
+        ...
+
+    async def count_jobs(self) -> dict[str, int]:
+        """Return the number of jobs in each state (every state, zeros included)."""
+        ...
+
+    async def requeue_interrupted_jobs(self) -> int:
+        """Put jobs left ``running`` (by a crash) back to ``pending``."""
+        ...
+
+    async def prune_jobs(self, *, finished_before: float, keep: int) -> int:
+        """Delete old finished jobs and return how many went.
+
+        A finished job goes when it ended before ``finished_before`` (Unix
+        seconds) or when ``keep`` newer finished jobs exist.
+        """
+        ...
+
+
+def is_same_or_under(path: str, directory: str) -> bool:
+    """Tell whether ``path`` is ``directory`` or below it, by whole components."""
+    path_bytes = _encode_path(path)
+    dir_bytes = _directory_prefix(directory)
+    return path_bytes == dir_bytes or path_bytes.startswith(_children_prefix(dir_bytes))
+
+
+def encode_cursor(path: str) -> str:
+    """Make the opaque ``videos.list`` cursor that resumes after ``path``."""
+    token = base64.urlsafe_b64encode(_encode_path(path)).decode("ascii")
+    return _CURSOR_PREFIX + token.rstrip("=")
+
+
+def decode_cursor(cursor: str) -> bytes:
+    """Return the path bytes a cursor resumes after.
+
+    Raises:
+        InvalidParamsError: the cursor was not made by :func:`encode_cursor`.
+    """
+    if not cursor.startswith(_CURSOR_PREFIX):
+        raise _invalid_cursor(cursor)
+    token = cursor.removeprefix(_CURSOR_PREFIX)
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise _invalid_cursor(cursor) from None
+
+
+def _invalid_cursor(cursor: str) -> InvalidParamsError:
+    return InvalidParamsError(
+        f"invalid cursor {cursor!r}: pass the next_cursor of a previous "
+        "videos.list result, or omit it to start from the beginning"
+    )
+
+
+def _encode_path(path: str) -> bytes:
+    return os.fsencode(path)
+
+
+def _directory_prefix(directory: str) -> bytes:
+    encoded = _encode_path(directory)
+    stripped = encoded.rstrip(b"/")
+    return stripped if stripped else b"/"
+
+
+def _children_prefix(dir_bytes: bytes) -> bytes:
+    return dir_bytes if dir_bytes.endswith(b"/") else dir_bytes + b"/"
+
+
+def _children_upper_bound(dir_bytes: bytes) -> bytes:
+    # Every child starts with "<dir>/"; "0" is the byte after "/", so
+    # "<dir>0" bounds them from above in BLOB (memcmp) order.
+    prefix = _children_prefix(dir_bytes)
+    return prefix[:-1] + b"0"
+
+
+def _to_int64(value: int) -> int:
+    # st_ino and st_dev are unsigned 64-bit; SQLite integers are signed.
+    return value - _INT64_SPAN if value > _INT64_MAX else value
+
+
+def _from_int64(value: int) -> int:
+    return value + _INT64_SPAN if value < 0 else value
+
+
+# Each entry upgrades the schema from version N (its index) to N + 1.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE videos (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        path BLOB NOT NULL UNIQUE,
+        root BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        ctime_ns INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        device INTEGER NOT NULL,
+        container TEXT,
+        duration_s REAL,
+        width INTEGER,
+        height INTEGER,
+        frame_rate TEXT,
+        video_codec TEXT,
+        audio_codec TEXT,
+        error TEXT,
+        error_kind TEXT,
+        rotation INTEGER,
+        video_profile TEXT,
+        audio_channels INTEGER,
+        audio_sample_rate INTEGER,
+        bit_rate INTEGER,
+        complete INTEGER,
+        offline INTEGER NOT NULL DEFAULT 0,
+        probed_at REAL
+    );
+    CREATE INDEX videos_device_inode ON videos (device, inode);
+    CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        path BLOB NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        params TEXT NOT NULL DEFAULT '{}',
+        created_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        result TEXT,
+        error TEXT,
+        progress_done INTEGER,
+        progress_total INTEGER
+    );
+    CREATE INDEX jobs_status_id ON jobs (status, id);
+    """,
+)
+
+# Column order of the videos table after "id" and "path"; the SQL below and
+# _video_row / _video_from_row all follow it.
+_VIDEO_COLUMNS = (
+    "root",
+    "size",
+    "mtime_ns",
+    "ctime_ns",
+    "inode",
+    "device",
+    "container",
+    "duration_s",
+    "width",
+    "height",
+    "frame_rate",
+    "video_codec",
+    "audio_codec",
+    "error",
+    "error_kind",
+    "rotation",
+    "video_profile",
+    "audio_channels",
+    "audio_sample_rate",
+    "bit_rate",
+    "complete",
+    "offline",
+    "probed_at",
+)
+_VIDEO_SELECT = "SELECT id, path, " + ", ".join(_VIDEO_COLUMNS) + " FROM videos"
+_VIDEO_UPSERT = (
+    "INSERT INTO videos (path, "
+    + ", ".join(_VIDEO_COLUMNS)
+    + ") VALUES (?"
+    + ", ?" * len(_VIDEO_COLUMNS)
+    + ") ON CONFLICT (path) DO UPDATE SET "
+    + ", ".join(f"{column} = excluded.{column}" for column in _VIDEO_COLUMNS)
+)
+_JOB_COLUMNS = (
+    "id, kind, path, status, priority, params, created_at, started_at, "
+    "finished_at, result, error, progress_done, progress_total"
+)
+
+
+def _video_row(video: Video) -> tuple[Any, ...]:
+    return (
+        _encode_path(video.path),
+        _encode_path(video.root),
+        video.size,
+        video.mtime_ns,
+        video.ctime_ns,
+        _to_int64(video.inode),
+        _to_int64(video.device),
+        video.container,
+        video.duration_s,
+        video.width,
+        video.height,
+        video.frame_rate,
+        video.video_codec,
+        video.audio_codec,
+        video.error,
+        video.error_kind,
+        video.rotation,
+        video.video_profile,
+        video.audio_channels,
+        video.audio_sample_rate,
+        video.bit_rate,
+        None if video.complete is None else int(video.complete),
+        int(video.offline),
+        video.probed_at,
+    )
+
+
+def _video_from_row(row: Sequence[Any]) -> Video:
+    (video_id, path, root, size, mtime_ns, ctime_ns, inode, device) = row[:8]
+    (container, duration_s, width, height, frame_rate, video_codec) = row[8:14]
+    (audio_codec, error, error_kind, rotation, video_profile) = row[14:19]
+    (audio_channels, audio_sample_rate, bit_rate, complete, offline) = row[19:24]
+    probed_at = row[24]
+    return Video(
+        id=video_id,
+        path=os.fsdecode(path),
+        root=os.fsdecode(root),
+        size=size,
+        mtime_ns=mtime_ns,
+        ctime_ns=ctime_ns,
+        inode=_from_int64(inode),
+        device=_from_int64(device),
+        container=container,
+        duration_s=duration_s,
+        width=width,
+        height=height,
+        frame_rate=frame_rate,
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        error=error,
+        error_kind=error_kind,
+        rotation=rotation,
+        video_profile=video_profile,
+        audio_channels=audio_channels,
+        audio_sample_rate=audio_sample_rate,
+        bit_rate=bit_rate,
+        complete=None if complete is None else bool(complete),
+        offline=bool(offline),
+        probed_at=probed_at,
+    )
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    (job_id, kind, path, status, priority, params, created_at) = row[:7]
+    (started_at, finished_at, result, error, progress_done, progress_total) = row[7:]
+    progress = None
+    if progress_done is not None and progress_total is not None:
+        progress = Progress(done=progress_done, total=progress_total)
+    return Job(
+        id=job_id,
+        kind=kind,
+        path=os.fsdecode(path),
+        status=JobState(status),
+        priority=priority,
+        params=msgspec.json.decode(params),
+        created_at=created_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        result=None if result is None else msgspec.json.decode(result),
+        error=error,
+        progress=progress,
+    )
+
+
+def _job_values(job: Job) -> tuple[Any, ...]:
+    return (
+        job.kind,
+        _encode_path(job.path),
+        job.status.value,
+        job.priority,
+        msgspec.json.encode(job.params).decode(),
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+        None if job.result is None else msgspec.json.encode(job.result).decode(),
+        job.error,
+        job.progress.done if job.progress else None,
+        job.progress.total if job.progress else None,
+    )
+
+
+class SQLiteRepository:
+    """The production store: one SQLite file in WAL mode, through aiosqlite.
+
+    One connection serves every call, and a lock keeps one transaction from
+    interleaving with another task's statements. Writes are shielded from
+    cancellation, so a cancelled job never leaves half a batch behind.
+    """
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000) -> None:
+        self._path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._db: aiosqlite.Connection | None = None
+        self._lock = anyio.Lock()
+
+    @property
+    def path(self) -> str:
+        """The database file."""
+        return self._path
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            os.makedirs(os.path.dirname(self._path) or ".", mode=0o700, exist_ok=True)
+            self._db = await aiosqlite.connect(self._path, isolation_level=None)
+            await self._db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            await self._db.execute("PRAGMA journal_mode = WAL")
+            await self._db.execute("PRAGMA synchronous = NORMAL")
+            await self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise StorageError(
+                f"cannot open the catalog database {self._path}: {exc}; check that "
+                "state_dir is writable and the file is a reelwatch database"
+            ) from exc
+        except StorageError:
+            await self.close()
+            raise
+        log.info("catalog_opened", path=self._path, schema_version=SCHEMA_VERSION)
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        db, self._db = self._db, None
+        with anyio.CancelScope(shield=True):
+            await db.close()
+
+    async def _migrate(self) -> None:
+        db = self._connection()
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise StorageError(
+                f"the catalog database {self._path} has schema version {version}, "
+                f"but this reelwatch supports up to {SCHEMA_VERSION}; upgrade "
+                "reelwatch or point state_dir at another folder"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            script = _MIGRATIONS[target - 1]
+            # executescript commits first, so each step is its own transaction
+            # that also records the new version.
+            await db.executescript(
+                f"BEGIN; {script}; PRAGMA user_version = {target}; COMMIT;"
+            )
+            log.info("catalog_migrated", path=self._path, schema_version=target)
+
+    def _connection(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError(
+                f"the catalog database {self._path} is not open; call open() first"
+            )
+        return self._db
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._lock:
+            try:
+                async with self._connection().execute(sql, params) as cursor:
+                    return list(await cursor.fetchall())
+            except sqlite3.Error as exc:
+                raise self._storage_error(exc) from exc
+
+    async def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> int:
+        """Run statements in one transaction and return the rows they changed."""
+        changed = 0
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                db = self._connection()
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    for sql, params in statements:
+                        cursor = await db.execute(sql, params)
+                        changed += max(cursor.rowcount, 0)
+                        await cursor.close()
+                    await db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    await db.execute("ROLLBACK")
+                    raise self._storage_error(exc) from exc
+        return changed
+
+    def _storage_error(self, exc: sqlite3.Error) -> StorageError:
+        return StorageError(f"catalog database {self._path}: {exc}")
+
+    async def file_states(self, under: str) -> dict[str, FileState]:
+        where, params = _under_clause(under)
+        rows = await self._fetchall(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, device, complete, "
+            f"error_kind FROM videos WHERE {where}",
+            params,
+        )
+        states = {}
+        for path, size, mtime_ns, ctime_ns, inode, device, complete, kind in rows:
+            states[os.fsdecode(path)] = FileState(
+                size,
+                mtime_ns,
+                ctime_ns,
+                _from_int64(inode),
+                _from_int64(device),
+                None if complete is None else bool(complete),
+                kind,
+            )
+        return states
+
+    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+        ordered = sorted(videos, key=lambda video: _encode_path(video.path))
+        await self._write((_VIDEO_UPSERT, _video_row(video)) for video in ordered)
+
+    async def delete_videos(self, paths: Sequence[str]) -> int:
+        ordered = sorted(_encode_path(path) for path in paths)
+        return await self._write(
+            ("DELETE FROM videos WHERE path = ?", (path,)) for path in ordered
+        )
+
+    async def delete_videos_under(self, under: str) -> int:
+        where, params = _under_clause(under)
+        return await self._write([(f"DELETE FROM videos WHERE {where}", params)])
+
+    async def set_offline(self, under: str, offline: bool) -> int:
+        where, params = _under_clause(under)
+        return await self._write(
+            [
+                (
+                    f"UPDATE videos SET offline = ? WHERE {where} AND offline != ?",
+                    (int(offline), *params, int(offline)),
+                )
+            ]
+        )
+
+    async def get_video(self, path: str) -> Video | None:
+        rows = await self._fetchall(
+            f"{_VIDEO_SELECT} WHERE path = ?", (_encode_path(path),)
+        )
+        return _video_from_row(rows[0]) if rows else None
+
+    async def list_videos(
+        self, *, under: str | None, limit: int, cursor: str | None
+    ) -> VideoPage:
+        where, params = ("1 = 1", []) if under is None else _under_clause(under)
+        if cursor is not None:
+            where += " AND path > ?"
+            params.append(decode_cursor(cursor))
+        rows = await self._fetchall(
+            f"{_VIDEO_SELECT} WHERE {where} ORDER BY path LIMIT ?",
+            (*params, limit + 1),
+        )
+        videos = [_video_from_row(row) for row in rows[:limit]]
+        return _page(videos, has_more=len(rows) > limit)
+
+    async def count_videos(self) -> int:
+        rows = await self._fetchall("SELECT count(*) FROM videos")
+        return int(rows[0][0])
+
+    async def insert_job(self, job: Job) -> Job:
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                db = self._connection()
+                try:
+                    cursor = await db.execute(
+                        "INSERT INTO jobs (kind, path, status, priority, params, "
+                        "created_at, started_at, finished_at, result, error, "
+                        "progress_done, progress_total) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        _job_values(job),
+                    )
+                    job_id = cursor.lastrowid
+                    await cursor.close()
+                except sqlite3.Error as exc:
+                    raise self._storage_error(exc) from exc
+        assert job_id is not None, "sqlite returns a rowid after an INSERT"
+        return msgspec.structs.replace(job, id=job_id)
+
+    async def update_job(self, job: Job) -> None:
+        await self._write(
+            [
+                (
+                    "UPDATE jobs SET kind = ?, path = ?, status = ?, priority = ?, "
+                    "params = ?, created_at = ?, started_at = ?, finished_at = ?, "
+                    "result = ?, error = ?, progress_done = ?, progress_total = ? "
+                    "WHERE id = ?",
+                    (*_job_values(job), job.id),
+                )
+            ]
+        )
+
+    async def get_job(self, job_id: int) -> Job | None:
+        rows = await self._fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,)
+        )
+        return _job_from_row(rows[0]) if rows else None
+
+    async def list_jobs(self, *, status: JobState | None, limit: int) -> list[Job]:
+        if status is None:
+            rows = await self._fetchall(
+                f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY id DESC LIMIT ?", (limit,)
+            )
+        else:
+            rows = await self._fetchall(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = ? "
+                "ORDER BY id DESC LIMIT ?",
+                (status.value, limit),
+            )
+        return [_job_from_row(row) for row in rows]
+
+    async def unfinished_jobs(self) -> list[Job]:
+        rows = await self._fetchall(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status IN (?, ?) ORDER BY id",
+            (JobState.PENDING.value, JobState.RUNNING.value),
+        )
+        return [_job_from_row(row) for row in rows]
+
+    async def count_jobs(self) -> dict[str, int]:
+        rows = await self._fetchall("SELECT status, count(*) FROM jobs GROUP BY status")
+        counts = {state.value: 0 for state in JobState}
+        counts.update({status: count for status, count in rows})
+        return counts
+
+    async def requeue_interrupted_jobs(self) -> int:
+        return await self._write(
+            [
+                (
+                    "UPDATE jobs SET status = ?, started_at = NULL, "
+                    "progress_done = NULL, progress_total = NULL WHERE status = ?",
+                    (JobState.PENDING.value, JobState.RUNNING.value),
+                )
+            ]
+        )
+
+    async def prune_jobs(self, *, finished_before: float, keep: int) -> int:
+        marks = ", ".join("?" * len(_FINISHED_STATES))
+        return await self._write(
+            [
+                (
+                    f"DELETE FROM jobs WHERE status IN ({marks}) AND finished_at < ?",
+                    (*_FINISHED_STATES, finished_before),
+                ),
+                (
+                    f"DELETE FROM jobs WHERE status IN ({marks}) AND id NOT IN "
+                    f"(SELECT id FROM jobs WHERE status IN ({marks}) "
+                    "ORDER BY id DESC LIMIT ?)",
+                    (*_FINISHED_STATES, *_FINISHED_STATES, keep),
+                ),
+            ]
+        )
+
+
+def _under_clause(under: str) -> tuple[str, list[Any]]:
+    dir_bytes = _directory_prefix(under)
+    if dir_bytes == b"/":
+        return "1 = 1", []
+    return (
+        "(path = ? OR (path >= ? AND path < ?))",
+        [dir_bytes, _children_prefix(dir_bytes), _children_upper_bound(dir_bytes)],
+    )
+
+
+def _page(videos: list[Video], *, has_more: bool) -> VideoPage:
+    next_cursor = encode_cursor(videos[-1].path) if has_more and videos else None
+    return VideoPage(videos=videos, next_cursor=next_cursor)
+
+
+def _copy_job(job: Job) -> Job:
+    # A deep copy, so callers never share the stored job's dicts.
+    return msgspec.json.decode(msgspec.json.encode(job), type=Job)
+
+
+class MemoryRepository:
+    """A store that keeps everything in dicts; same contract as SQLiteRepository.
+
+    Meant for tests and for running without a state folder. It loses
+    everything when the process exits.
+    """
+
+    def __init__(self) -> None:
+        self._videos: dict[bytes, Video] = {}
+        self._jobs: dict[int, Job] = {}
+        self._next_video_id = 1
+        self._next_job_id = 1
+        self._open = False
+
+    async def open(self) -> None:
+        self._open = True
+
+    async def close(self) -> None:
+        self._open = False
+
+    def _check_open(self) -> None:
+        if not self._open:
+            raise StorageError("the in-memory catalog is not open; call open() first")
+
+    def _under(self, under: str) -> list[bytes]:
+        dir_bytes = _directory_prefix(under)
+        if dir_bytes == b"/":
+            return sorted(self._videos)
+        children = _children_prefix(dir_bytes)
+        return sorted(
+            key for key in self._videos if key == dir_bytes or key.startswith(children)
+        )
+
+    async def file_states(self, under: str) -> dict[str, FileState]:
+        self._check_open()
+        states = {}
+        for key in self._under(under):
+            video = self._videos[key]
+            states[video.path] = FileState(
+                video.size,
+                video.mtime_ns,
+                video.ctime_ns,
+                video.inode,
+                video.device,
+                video.complete,
+                video.error_kind,
+            )
+        return states
+
+    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+        self._check_open()
+        for video in sorted(videos, key=lambda video: _encode_path(video.path)):
+            key = _encode_path(video.path)
+            existing = self._videos.get(key)
+            if existing is None:
+                video_id = self._next_video_id
+                self._next_video_id += 1
+            else:
+                video_id = existing.id
+            self._videos[key] = msgspec.structs.replace(video, id=video_id)
+
+    async def delete_videos(self, paths: Sequence[str]) -> int:
+        self._check_open()
+        removed = [self._videos.pop(_encode_path(path), None) for path in paths]
+        return sum(video is not None for video in removed)
+
+    async def delete_videos_under(self, under: str) -> int:
+        self._check_open()
+        keys = self._under(under)
+        for key in keys:
+            del self._videos[key]
+        return len(keys)
+
+    async def set_offline(self, under: str, offline: bool) -> int:
+        self._check_open()
+        changed = 0
+        for key in self._under(under):
+            video = self._videos[key]
+            if video.offline != offline:
+                self._videos[key] = msgspec.structs.replace(video, offline=offline)
+                changed += 1
+        return changed
+
+    async def get_video(self, path: str) -> Video | None:
+        self._check_open()
+        return self._videos.get(_encode_path(path))
+
+    async def list_videos(
+        self, *, under: str | None, limit: int, cursor: str | None
+    ) -> VideoPage:
+        self._check_open()
+        keys = sorted(self._videos) if under is None else self._under(under)
+        if cursor is not None:
+            after = decode_cursor(cursor)
+            keys = [key for key in keys if key > after]
+        videos = [self._videos[key] for key in keys[:limit]]
+        return _page(videos, has_more=len(keys) > limit)
+
+    async def count_videos(self) -> int:
+        self._check_open()
+        return len(self._videos)
+
+    async def insert_job(self, job: Job) -> Job:
+        self._check_open()
+        stored = msgspec.structs.replace(_copy_job(job), id=self._next_job_id)
+        self._next_job_id += 1
+        self._jobs[stored.id] = stored
+        return _copy_job(stored)
+
+    async def update_job(self, job: Job) -> None:
+        self._check_open()
+        if job.id in self._jobs:
+            self._jobs[job.id] = _copy_job(job)
+
+    async def get_job(self, job_id: int) -> Job | None:
+        self._check_open()
+        job = self._jobs.get(job_id)
+        return None if job is None else _copy_job(job)
+
+    async def list_jobs(self, *, status: JobState | None, limit: int) -> list[Job]:
+        self._check_open()
+        jobs = sorted(self._jobs.values(), key=lambda job: job.id, reverse=True)
+        if status is not None:
+            jobs = [job for job in jobs if job.status == status]
+        return [_copy_job(job) for job in jobs[:limit]]
+
+    async def unfinished_jobs(self) -> list[Job]:
+        self._check_open()
+        return [
+            _copy_job(job)
+            for job in sorted(self._jobs.values(), key=lambda job: job.id)
+            if not job.status.is_finished
+        ]
+
+    async def count_jobs(self) -> dict[str, int]:
+        self._check_open()
+        counts = {state.value: 0 for state in JobState}
+        for job in self._jobs.values():
+            counts[job.status.value] += 1
+        return counts
+
+    async def requeue_interrupted_jobs(self) -> int:
+        self._check_open()
+        count = 0
+        for job_id, job in self._jobs.items():
+            if job.status == JobState.RUNNING:
+                self._jobs[job_id] = msgspec.structs.replace(
+                    job, status=JobState.PENDING, started_at=None, progress=None
+                )
+                count += 1
+        return count
+
+    async def prune_jobs(self, *, finished_before: float, keep: int) -> int:
+        self._check_open()
+        finished = sorted(
+            (job for job in self._jobs.values() if job.status.is_finished),
+            key=lambda job: job.id,
+            reverse=True,
+        )
+        doomed = [
+            job.id
+            for index, job in enumerate(finished)
+            if index >= keep
+            or (job.finished_at is not None and job.finished_at < finished_before)
+        ]
+        for job_id in doomed:
+            del self._jobs[job_id]
+        return len(doomed)

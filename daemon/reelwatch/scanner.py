@@ -1,0 +1,496 @@
+"""The scan job: bring the catalog entries under one path in line with the disk.
+
+A scan walks a directory (or takes one file), compares each file's size,
+mtime_ns, ctime_ns, inode and device with the catalog, and probes only the new
+or changed files, in batches. A file is recorded only when a stat taken before
+its probe and one taken after agree; otherwise it is still being written and
+is retried later. Entries under the scanned path that are no longer on disk
+are removed, except under a directory the walk could not read.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from typing import Any, NamedTuple
+
+import anyio
+import anyio.to_thread
+import msgspec
+import structlog
+
+from .config import Config
+from .core import Core, ProbeResult, WalkEntry, WalkResult
+from .errors import PathNotAllowedError
+from .jobs import JobContext
+from .models import Video
+from .repository import FileState, Repository, is_same_or_under
+
+__all__ = [
+    "FileError",
+    "ScanResult",
+    "Scanner",
+    "SettleTracker",
+    "has_video_extension",
+    "is_ignored",
+    "normalize_path",
+    "root_for",
+]
+
+log = structlog.get_logger(__name__)
+
+# Per-file errors kept in a job's result; error_count has the full number.
+_MAX_ERRORS_IN_RESULT = 100
+
+Clock = Callable[[], float]
+
+
+class FileError(msgspec.Struct, frozen=True):
+    """A file the scan could not probe or read, with the core's error kind."""
+
+    path: str
+    kind: str
+    message: str
+
+
+class ScanResult(msgspec.Struct, kw_only=True):
+    """The summary a scan job stores as its ``result``.
+
+    ``scanned`` counts the video files found; ``new``, ``updated`` and
+    ``removed`` count catalog changes; ``skipped`` counts unchanged files that
+    were not probed again; ``settling`` counts files still being written that
+    will be retried; ``incomplete`` counts files whose container ends early.
+    """
+
+    path: str
+    scanned: int = 0
+    new: int = 0
+    updated: int = 0
+    removed: int = 0
+    skipped: int = 0
+    settling: int = 0
+    incomplete: int = 0
+    error_count: int = 0
+    errors: list[FileError] = msgspec.field(default_factory=list)
+
+    def add_error(self, error: FileError) -> None:
+        """Count an error and keep its details while the list is short."""
+        self.error_count += 1
+        if len(self.errors) < _MAX_ERRORS_IN_RESULT:
+            self.errors.append(error)
+
+
+class _Identity(NamedTuple):
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    device: int
+
+
+def normalize_path(path: str) -> str:
+    """Collapse repeated separators and ``.``/``..`` parts, without any I/O."""
+    return os.path.normpath(path)
+
+
+def root_for(path: str, roots: Iterable[str]) -> str | None:
+    """Return the root that contains ``path`` (by whole components), or None."""
+    for root in roots:
+        if is_same_or_under(path, root):
+            return root
+    return None
+
+
+def is_ignored(path: str, root: str, globs: Sequence[str]) -> bool:
+    """Tell whether any component of ``path`` below ``root`` matches an ignore glob."""
+    relative = os.path.relpath(path, root)
+    if relative == ".":
+        return False
+    return any(
+        fnmatch.fnmatchcase(part, glob)
+        for part in relative.split(os.sep)
+        for glob in globs
+    )
+
+
+def has_video_extension(path: str, extensions: Collection[str]) -> bool:
+    """Tell whether the file name ends in one of ``extensions`` (case-insensitive)."""
+    _, dot, extension = os.path.basename(path).rpartition(".")
+    return bool(dot) and extension.lower() in extensions
+
+
+class SettleTracker:
+    """Files waiting for their writes to stop; each gets a scan job when due.
+
+    Args:
+        submit: queues a scan of one file; called once the file's wait ends.
+    """
+
+    def __init__(self, submit: Callable[[str], Awaitable[object]]) -> None:
+        self._submit = submit
+        self._due: dict[str, float] = {}
+        self._changed = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+    def defer(self, path: str, delay_s: float) -> None:
+        """Scan ``path`` again after ``delay_s`` seconds, replacing an earlier wait."""
+        self._due[path] = anyio.current_time() + max(delay_s, 0.0)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def run(self) -> None:
+        """Submit the due scans until cancelled."""
+        while True:
+            if not self._due:
+                await self._changed.wait()
+                continue
+            now = anyio.current_time()
+            due = sorted(path for path, at in self._due.items() if at <= now)
+            for path in due:
+                await self._submit(path)
+                # A new defer() during the submit keeps its later time.
+                if self._due.get(path, now + 1) <= now:
+                    del self._due[path]
+            if not due:
+                wait_s = min(self._due.values()) - now
+                with anyio.move_on_after(wait_s):
+                    await self._changed.wait()
+
+
+class Scanner:
+    """The handler of scan jobs.
+
+    Args:
+        repository: the catalog.
+        core: probes, walks and path checks.
+        config: roots, extensions, ignore globs, settle time, batch size.
+        settle: where files that are still being written are parked.
+        clock: the wall clock (Unix seconds), compared with file mtimes.
+    """
+
+    def __init__(
+        self,
+        *,
+        repository: Repository,
+        core: Core,
+        config: Config,
+        settle: SettleTracker,
+        clock: Clock = time.time,
+    ) -> None:
+        self._repository = repository
+        self._core = core
+        self._config = config
+        self._settle = settle
+        self._clock = clock
+        self._roots = config.allowed_scan_roots
+        self._extensions = config.scan.extensions
+        self._ignore = config.scan.ignore_globs
+
+    async def __call__(self, context: JobContext) -> dict[str, Any]:
+        job = context.job
+        result = await self.scan(
+            job.path, recursive=bool(job.params.get("recursive", True)), context=context
+        )
+        return msgspec.to_builtins(result)  # type: ignore[no-any-return]
+
+    async def scan(
+        self, path: str, *, recursive: bool = True, context: JobContext | None = None
+    ) -> ScanResult:
+        """Bring the catalog entries at and under ``path`` in line with the disk.
+
+        Raises:
+            PathNotAllowedError: ``path`` is not inside an allowed scan root.
+        """
+        path = normalize_path(path)
+        root = root_for(path, self._roots)
+        if root is None:
+            raise PathNotAllowedError(
+                f"cannot scan {path}: it is not inside an allowed scan root "
+                f"({', '.join(self._roots)})"
+            )
+
+        result = ScanResult(path=path)
+        mode = await anyio.to_thread.run_sync(_stat_mode, path)
+        if mode is None:
+            await self._handle_missing(path, root, result)
+            return result
+
+        if stat.S_ISDIR(mode):
+            walk = await self._walk(path, recursive)
+        else:
+            walk = await self._single_file(path, root, mode)
+        await self._reconcile(path, root, walk, recursive, result, context)
+        log.info(
+            "scan_finished",
+            path=path,
+            scanned=result.scanned,
+            new=result.new,
+            updated=result.updated,
+            removed=result.removed,
+            skipped=result.skipped,
+            settling=result.settling,
+            errors=result.error_count,
+        )
+        return result
+
+    async def _handle_missing(self, path: str, root: str, result: ScanResult) -> None:
+        if path == root:
+            # An unmounted drive or a deleted root keeps its entries, marked
+            # offline, so they come back unchanged with the root.
+            offline = await self._repository.set_offline(root, True)
+            log.warning("root_missing", root=root, entries_marked_offline=offline)
+            return
+        result.removed = await self._repository.delete_videos_under(path)
+
+    async def _walk(self, path: str, recursive: bool) -> WalkResult:
+        walk = await self._core.walk(
+            path,
+            extensions=self._extensions,
+            ignore=self._ignore,
+            allowed_roots=self._roots,
+        )
+        if recursive:
+            return walk
+        direct = [entry for entry in walk.files if os.path.dirname(entry.path) == path]
+        return WalkResult(direct, walk.errors, walk.dirs)
+
+    async def _single_file(self, path: str, root: str, mode: int) -> WalkResult:
+        if (
+            not stat.S_ISREG(mode)
+            or not has_video_extension(path, self._extensions)
+            or is_ignored(path, root, self._ignore)
+        ):
+            return WalkResult([], [], 0)
+        identity = await anyio.to_thread.run_sync(_stat_identity, path)
+        if identity is None:
+            return WalkResult([], [], 0)
+        return WalkResult([WalkEntry(path, *identity)], [], 0)
+
+    async def _reconcile(
+        self,
+        path: str,
+        root: str,
+        walk: WalkResult,
+        recursive: bool,
+        result: ScanResult,
+        context: JobContext | None,
+    ) -> None:
+        known = await self._repository.file_states(path)
+        unreadable_dirs = []
+        for error in walk.errors:
+            result.add_error(FileError(error.path, error.kind, error.message))
+            unreadable_dirs.append(error.path)
+
+        result.scanned = len(walk.files)
+        to_probe = self._select_for_probe(walk.files, known, result)
+        await self._probe_all(root, to_probe, known, result, context)
+
+        on_disk = {entry.path for entry in walk.files}
+        gone = [
+            known_path
+            for known_path in known
+            if known_path not in on_disk
+            and (recursive or os.path.dirname(known_path) == path or known_path == path)
+            and not any(is_same_or_under(known_path, bad) for bad in unreadable_dirs)
+        ]
+        if gone:
+            result.removed += await self._repository.delete_videos(gone)
+        if path == root and not walk.errors:
+            await self._repository.set_offline(root, False)
+
+    def _select_for_probe(
+        self,
+        files: Sequence[WalkEntry],
+        known: dict[str, FileState],
+        result: ScanResult,
+    ) -> list[WalkEntry]:
+        to_probe = []
+        for entry in files:
+            state = known.get(entry.path)
+            if (
+                state is not None
+                and _Identity(*entry[1:]) == _identity_of(state)
+                and state.complete is not False
+            ):
+                result.skipped += 1
+            else:
+                to_probe.append(entry)
+        return to_probe
+
+    async def _probe_all(
+        self,
+        root: str,
+        entries: Sequence[WalkEntry],
+        known: dict[str, FileState],
+        result: ScanResult,
+        context: JobContext | None,
+    ) -> None:
+        batch_size = self._config.scan.probe_batch_size
+        done = 0
+        for start in range(0, len(entries), batch_size):
+            if context is not None:
+                context.raise_if_cancelled()
+                context.set_progress(done, len(entries))
+            batch = [entry.path for entry in entries[start : start + batch_size]]
+            videos = await self._probe_batch(root, batch, known, result)
+            if videos:
+                await self._repository.upsert_videos(videos)
+            done += len(batch)
+        if context is not None and entries:
+            context.set_progress(done, len(entries))
+
+    async def _probe_batch(
+        self,
+        root: str,
+        paths: list[str],
+        known: dict[str, FileState],
+        result: ScanResult,
+    ) -> list[Video]:
+        """Probe one batch and return the entries to write; count everything else."""
+        settle_s = self._config.scan.settle_s
+        before = await anyio.to_thread.run_sync(_stat_identities, paths)
+
+        # Files written to within settle_s are not probed yet.
+        now_ns = int(self._clock() * 1e9)
+        settled = []
+        for path, identity in zip(paths, before, strict=True):
+            if identity is None:
+                continue
+            age_s = (now_ns - identity.mtime_ns) / 1e9
+            if age_s < settle_s:
+                self._settle.defer(path, settle_s - age_s)
+                result.settling += 1
+            else:
+                settled.append((path, identity))
+
+        probes = await self._core.probe(
+            [path for path, _ in settled], roots=self._roots
+        )
+        after = await anyio.to_thread.run_sync(
+            _stat_identities, [path for path, _ in settled]
+        )
+
+        videos = []
+        probed_at = self._clock()
+        for (path, identity), probe, identity_after in zip(
+            settled, probes, after, strict=True
+        ):
+            if identity_after != identity:
+                self._settle.defer(path, settle_s)
+                result.settling += 1
+                continue
+            video = self._record(path, root, identity, probe, known, result, probed_at)
+            if video is not None:
+                videos.append(video)
+        return videos
+
+    def _record(
+        self,
+        path: str,
+        root: str,
+        identity: _Identity,
+        probe: ProbeResult,
+        known: dict[str, FileState],
+        result: ScanResult,
+        probed_at: float,
+    ) -> Video | None:
+        state = known.get(path)
+        if probe.error_kind == "not_found":
+            return None  # deleted since the stat; the removal step handles it
+
+        is_incomplete = probe.error_kind == "incomplete" or (
+            probe.ok and not probe.complete
+        )
+        if is_incomplete:
+            result.incomplete += 1
+            # Retry once after the settle period when the file changed since the
+            # last attempt; an unchanged partial file waits for its next change.
+            if state is None or _identity_of(state) != identity:
+                self._settle.defer(path, self._config.scan.settle_s)
+        elif not probe.ok:
+            result.add_error(
+                FileError(path, probe.error_kind or "internal", probe.error or "")
+            )
+
+        if state is None:
+            result.new += 1
+        else:
+            result.updated += 1
+        return _video_from_probe(path, root, identity, probe, is_incomplete, probed_at)
+
+
+def _video_from_probe(
+    path: str,
+    root: str,
+    identity: _Identity,
+    probe: ProbeResult,
+    is_incomplete: bool,
+    probed_at: float,
+) -> Video:
+    base = Video(
+        id=0,
+        path=path,
+        root=root,
+        size=identity.size,
+        mtime_ns=identity.mtime_ns,
+        ctime_ns=identity.ctime_ns,
+        inode=identity.inode,
+        device=identity.device,
+        complete=False if is_incomplete else None,
+        probed_at=probed_at,
+    )
+    if not probe.ok:
+        if is_incomplete:
+            return base
+        return msgspec.structs.replace(
+            base, error=probe.error, error_kind=probe.error_kind
+        )
+    return msgspec.structs.replace(
+        base,
+        container=probe.container,
+        duration_s=probe.duration_s,
+        width=probe.width,
+        height=probe.height,
+        frame_rate=probe.frame_rate,
+        video_codec=probe.video_codec,
+        audio_codec=probe.audio_codec,
+        rotation=probe.rotation,
+        video_profile=probe.video_profile,
+        audio_channels=probe.audio_channels,
+        audio_sample_rate=probe.audio_sample_rate,
+        bit_rate=probe.bit_rate,
+        complete=probe.complete,
+    )
+
+
+def _identity_of(state: FileState) -> _Identity:
+    return _Identity(
+        state.size, state.mtime_ns, state.ctime_ns, state.inode, state.device
+    )
+
+
+def _stat_mode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _stat_identity(path: str) -> _Identity | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        # Gone or unreadable: the probe reports the reason for this file.
+        return None
+    return _Identity(
+        info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev
+    )
+
+
+def _stat_identities(paths: Sequence[str]) -> list[_Identity | None]:
+    return [_stat_identity(path) for path in paths]
