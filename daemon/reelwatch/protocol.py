@@ -364,7 +364,7 @@ def _decode_positional(method: str, data: bytes, params_type: type[P]) -> P:
 
 def _parse_entry(data: bytes) -> Request | InvalidEntry:
     try:
-        return _request_decoder.decode(data)
+        request = _request_decoder.decode(data)
     except msgspec.ValidationError as exc:
         detail = str(exc).replace("`$", "`request")
         error = make_error(
@@ -377,6 +377,21 @@ def _parse_entry(data: bytes) -> Request | InvalidEntry:
         return _nesting_error()
     except msgspec.DecodeError as exc:
         return _parse_error(exc)
+
+    params = bytes(request.params).lstrip()[:1]
+    if params not in (b"", b"{", b"[", b"n"):
+        error = make_error(
+            ErrorCode.INVALID_REQUEST,
+            "invalid request: `params` must be an object or an array; "
+            + _REQUEST_SHAPE,
+            "invalid_request",
+        )
+        return InvalidEntry(id=_response_id(request), error=error)
+    return request
+
+
+def _response_id(request: Request) -> RequestId:
+    return None if isinstance(request.id, UnsetType) else request.id
 
 
 def _probe_id(data: bytes) -> RequestId:

@@ -1,0 +1,884 @@
+"""Conformance tests for the control server, speaking raw JSON-RPC on a socket."""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+
+from reelwatch.errors import ConfigError, ControlSocketError
+from reelwatch.server import (
+    AccessPolicy,
+    ControlServer,
+    PeerCredentials,
+    SocketOptions,
+)
+from rpc_doubles import (
+    FakeService,
+    RawConnection,
+    running_server,
+    short_socket_dir,
+    wait_until,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def sock_dir() -> Iterator[Path]:
+    with short_socket_dir() as directory:
+        yield directory
+
+
+@pytest.fixture
+def sock_path(sock_dir: Path) -> Path:
+    return sock_dir / "rw.sock"
+
+
+def rpc(method: str, params: Any = None, id: Any = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+# ---------------------------------------------------------------------------
+# Methods
+
+
+async def test_ping_returns_pong(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("ping", id=7))
+
+        assert answer == {"jsonrpc": "2.0", "id": 7, "result": "pong"}
+
+
+async def test_status_reports_roots_jobs_videos(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        result = (await conn.request(rpc("status")))["result"]
+
+        assert result["version"] == "0.1.0"
+        assert result["idle"] is True
+        assert result["roots"][0] == {
+            "path": "/srv/media/movies",
+            "state": "watching",
+            "error": None,
+        }
+        assert result["jobs"]["complete"] == 1
+        assert result["jobs"]["failed"] == 1
+        assert result["videos"] == 3
+
+
+async def test_scan_queues_job(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(
+            rpc("scan", {"path": "/srv/media/tv/show", "recursive": False}, id="a")
+        )
+
+        assert answer["id"] == "a"
+        assert answer["result"] == {
+            "job_id": 3,
+            "status": "pending",
+            "path": "/srv/media/tv/show",
+        }
+        assert service.jobs[3].params == {"recursive": False}
+
+
+async def test_scan_outside_roots_is_32001(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        error = (await conn.request(rpc("scan", {"path": "/etc"})))["error"]
+
+        assert error["code"] == -32001
+        assert "'/etc'" in error["message"]
+        assert error["data"]["reason"] == "path_not_allowed"
+
+
+async def test_job_get_returns_job_fields(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        job = (await conn.request(rpc("job.get", {"job_id": 1})))["result"]
+
+        assert job["id"] == 1
+        assert job["kind"] == "scan"
+        assert job["path"] == "/srv/media/movies"
+        assert job["status"] == "complete"
+        assert job["created_at"] == 1714561200.0
+        assert job["started_at"] == 1714561200.5
+        assert job["finished_at"] == 1714561202.0
+        assert job["result"]["new"] == 1
+        assert job["error"] is None
+
+
+async def test_job_get_unknown_is_32002(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("job.get", {"job_id": 999}, id=5))
+
+        assert answer["id"] == 5
+        assert answer["error"]["code"] == -32002
+        assert answer["error"]["message"] == "job 999 not found"
+        assert answer["error"]["data"] == {"reason": "not_found"}
+
+
+async def test_jobs_list_filters_by_status(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        everything = (await conn.request(rpc("jobs.list")))["result"]["jobs"]
+        failed = (await conn.request(rpc("jobs.list", {"status": "failed"})))["result"][
+            "jobs"
+        ]
+        one = (await conn.request(rpc("jobs.list", {"limit": 1})))["result"]["jobs"]
+
+        assert [job["id"] for job in everything] == [2, 1]
+        assert [job["id"] for job in failed] == [2]
+        assert [job["id"] for job in one] == [2]
+
+
+async def test_videos_list_pages_with_cursor(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        first = (await conn.request(rpc("videos.list", {"limit": 2})))["result"]
+        second = (
+            await conn.request(
+                rpc("videos.list", {"limit": 2, "cursor": first["next_cursor"]})
+            )
+        )["result"]
+
+        assert [v["id"] for v in first["videos"]] == [1, 3]
+        assert first["next_cursor"] == "2"
+        assert [v["id"] for v in second["videos"]] == [2]
+        assert second["next_cursor"] is None
+        video = first["videos"][0]
+        assert video["path"] == "/srv/media/movies/big-buck-bunny.mp4"
+        assert video["duration_s"] == 596.458
+        assert video["frame_rate"] == "24/1"
+        assert video["video_codec"] == "h264"
+        assert first["videos"][1]["error"] == "unsupported container: avi"
+
+
+async def test_videos_list_under_filters(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        page = (await conn.request(rpc("videos.list", {"under": "/srv/media/tv"})))[
+            "result"
+        ]
+
+        assert [v["id"] for v in page["videos"]] == [3, 2]
+
+
+async def test_positional_params_follow_field_order(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        job = (await conn.request(rpc("job.get", [2])))["result"]
+        too_many = (await conn.request(rpc("job.get", [2, 3])))["error"]
+
+        assert job["id"] == 2
+        assert too_many["code"] == -32602
+        assert "at most 1" in too_many["message"]
+
+
+# ---------------------------------------------------------------------------
+# Error codes, and the connection staying usable after each
+
+
+async def test_malformed_json_then_valid_request(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(b'{"jsonrpc": "2.0", "method": "ping", "id": 1\n')
+        error = await conn.receive_json()
+        after = await conn.request(rpc("ping", id=2))
+
+        assert error["id"] is None
+        assert error["error"]["code"] == -32700
+        assert error["error"]["data"]["reason"] == "parse_error"
+        assert after == {"jsonrpc": "2.0", "id": 2, "result": "pong"}
+
+
+async def test_invalid_utf8_is_parse_error(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(b'{"jsonrpc":"2.0","id":1,"method":"\xff\xfe"}\n')
+        error = await conn.receive_json()
+        after = await conn.request(rpc("ping", id=2))
+
+        assert error["error"]["code"] == -32700
+        assert error["error"]["data"]["reason"] == "invalid_utf8"
+        assert after["result"] == "pong"
+
+
+async def test_deep_nesting_is_parse_error(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        params = b"[" * 100_000 + b"]" * 100_000
+        await conn.send(b'{"jsonrpc":"2.0","id":1,"method":"ping","params":' + params)
+        await conn.send(b"}\n")
+        error = await conn.receive_json()
+        batch_error = await conn.request_raw_line(b"[" * 50_000 + b"]" * 50_000)
+        after = await conn.request(rpc("ping", id=2))
+
+        assert error["error"]["code"] == -32700
+        assert error["error"]["data"]["reason"] == "nesting_too_deep"
+        assert batch_error["error"]["data"]["reason"] == "nesting_too_deep"
+        assert after["result"] == "pong"
+
+
+@pytest.mark.parametrize(
+    ("message", "expected_in_message"),
+    [
+        ({"jsonrpc": "2.0", "id": 4, "method": 12}, "`request.method`"),
+        ({"jsonrpc": "1.0", "id": 4, "method": "ping"}, "`request.jsonrpc`"),
+        ({"id": 4, "method": "ping"}, "`jsonrpc`"),
+        ({"jsonrpc": "2.0", "id": 4, "method": "ping", "params": 3}, "params"),
+        (17, "Expected `object`"),
+    ],
+)
+async def test_invalid_request_is_32600(
+    sock_path: Path, message: Any, expected_in_message: str
+) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(message)
+        after = await conn.request(rpc("ping", id=2))
+
+        assert answer["error"]["code"] == -32600
+        assert expected_in_message in answer["error"]["message"]
+        assert answer["id"] == (4 if isinstance(message, dict) else None)
+        assert after["result"] == "pong"
+
+
+async def test_fractional_id_is_invalid_request(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("ping", id=1.5))
+
+        assert answer["id"] is None
+        assert answer["error"]["code"] == -32600
+        assert "`request.id`" in answer["error"]["message"]
+
+
+async def test_unknown_method_is_32601(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("videos.delete", id=3))
+
+        assert answer["id"] == 3
+        assert answer["error"]["code"] == -32601
+        assert "'videos.delete'" in answer["error"]["message"]
+        assert answer["error"]["data"]["reason"] == "method_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "expected_in_message"),
+    [
+        ("job.get", {"job_id": "7"}, "Expected `int`, got `str` - at `params.job_id`"),
+        ("job.get", {}, "missing required field `job_id`"),
+        ("job.get", {"job_id": 0}, "Expected `int` >= 1 - at `params.job_id`"),
+        ("scan", {"path": "/srv/media/tv", "recursve": False}, "unknown field"),
+        ("jobs.list", {"status": "done"}, "Invalid enum value 'done'"),
+        ("jobs.list", {"limit": 5000}, "<= 1000 - at `params.limit`"),
+        ("videos.list", {"cursor": "x"}, "invalid cursor 'x'"),
+        ("status", {"verbose": True}, "unknown field `verbose`"),
+    ],
+)
+async def test_bad_params_are_32602(
+    sock_path: Path, method: str, params: Any, expected_in_message: str
+) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc(method, params, id=9))
+        after = await conn.request(rpc("ping", id=2))
+
+        assert answer["id"] == 9
+        assert answer["error"]["code"] == -32602
+        assert expected_in_message in answer["error"]["message"]
+        assert answer["error"]["data"]["reason"] == "invalid_params"
+        assert after["result"] == "pong"
+
+
+async def test_service_crash_is_32603(sock_path: Path) -> None:
+    service = FakeService()
+    service.status_error = RuntimeError("database vanished")
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("status", id=1))
+        after = await conn.request(rpc("ping", id=2))
+
+        assert answer["error"]["code"] == -32603
+        assert "RuntimeError" in answer["error"]["message"]
+        assert "database vanished" not in answer["error"]["message"]
+        assert answer["error"]["data"]["reason"] == "internal_error"
+        assert after["result"] == "pong"
+
+
+async def test_blank_lines_are_ignored(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(b"\n  \r\n")
+        answer = await conn.request(rpc("ping", id=1))
+
+        assert answer["id"] == 1
+
+
+# ---------------------------------------------------------------------------
+# Notifications and batches
+
+
+async def test_notification_gets_no_reply(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send_json({"jsonrpc": "2.0", "method": "status"})
+        await conn.send_json({"jsonrpc": "2.0", "method": "no.such.method"})
+        answer = await conn.request(rpc("ping", id=8))
+
+        assert answer == {"jsonrpc": "2.0", "id": 8, "result": "pong"}
+        assert "status" in service.calls
+
+
+async def test_null_id_is_a_request_not_a_notification(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc("ping", id=None))
+
+        assert answer == {"jsonrpc": "2.0", "id": None, "result": "pong"}
+
+
+async def test_batch_answers_in_one_array(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answers = await conn.request(
+            [
+                rpc("ping", id=1),
+                {"jsonrpc": "2.0", "method": "ping"},
+                rpc("job.get", {"job_id": 999}, id=2),
+                {"foo": "bar"},
+                rpc("nope", id=3),
+            ]
+        )
+
+        by_id = {a["id"]: a for a in answers if a["id"] is not None}
+        assert len(answers) == 4
+        assert by_id[1]["result"] == "pong"
+        assert by_id[2]["error"]["code"] == -32002
+        assert by_id[3]["error"]["code"] == -32601
+        invalid = [a for a in answers if a["id"] is None]
+        assert invalid[0]["error"]["code"] == -32600
+
+
+async def test_empty_batch_is_one_error(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request([])
+
+        assert isinstance(answer, dict)
+        assert answer["error"]["code"] == -32600
+        assert answer["error"]["data"]["reason"] == "empty_batch"
+
+
+async def test_batch_of_notifications_gets_no_reply(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send_json([{"jsonrpc": "2.0", "method": "ping"}] * 3)
+        answer = await conn.request(rpc("ping", id=4))
+
+        assert answer["id"] == 4
+
+
+async def test_batch_too_large_is_32004(sock_path: Path) -> None:
+    async with running_server(
+        FakeService(), sock_path, max_batch_requests=3
+    ) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request([rpc("ping", id=i) for i in range(4)])
+
+        assert answer["error"]["code"] == -32004
+        assert answer["error"]["data"] == {"reason": "batch_too_large", "limit": 3}
+
+
+# ---------------------------------------------------------------------------
+# Limits and hostile clients
+
+
+async def test_oversized_line_is_rejected_and_closed(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        async def send_ten_mib() -> None:
+            # The server stops reading after 1 MiB and closes, so this send
+            # ends with an error once the socket buffers are full.
+            try:
+                await conn.send(b"x" * (10 * 1024 * 1024) + b"\n")
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+        async with anyio.create_task_group() as task_group:
+            task_group.start_soon(send_ten_mib)
+            error = await conn.receive_json()
+            closed = await conn.is_closed_by_server()
+            task_group.cancel_scope.cancel()
+        other = await harness.connect()
+        after = await other.request(rpc("ping", id=2))
+
+        assert error["error"]["code"] == -32004
+        assert error["error"]["data"] == {"reason": "line_too_long", "limit": 1048576}
+        assert closed
+        assert after["result"] == "pong"
+
+
+async def test_truncated_input_gets_parse_error(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(b'{"jsonrpc":"2.0","id":1,"method":"pi')
+        await conn.stream.send_eof()
+        error = await conn.receive_json()
+
+        assert error["error"]["code"] == -32700
+        assert await conn.is_closed_by_server()
+
+
+async def test_last_line_without_newline_is_answered(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(b'{"jsonrpc":"2.0","id":1,"method":"ping"}')
+        await conn.stream.send_eof()
+        answer = await conn.receive_json()
+
+        assert answer["result"] == "pong"
+        assert await conn.is_closed_by_server()
+
+
+async def test_excess_connections_are_refused(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path, max_connections=2) as harness:
+        first = await harness.connect()
+        second = await harness.connect()
+        await first.request(rpc("ping"))
+        await second.request(rpc("ping"))
+
+        third = await harness.connect()
+        refusal = await third.receive_json()
+        third_closed = await third.is_closed_by_server()
+        await first.aclose()
+        await wait_until(lambda: harness.server.active_connections == 1)
+        fourth = await harness.connect()
+        after = await fourth.request(rpc("ping", id=6))
+
+        assert refusal["error"]["code"] == -32004
+        assert refusal["error"]["data"]["reason"] == "too_many_connections"
+        assert third_closed
+        assert after["result"] == "pong"
+
+
+async def test_many_idle_connections_leave_server_usable(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path, max_connections=128) as harness:
+        idle = [await harness.connect() for _ in range(300)]
+        await idle[0].request(rpc("ping"))
+
+        refused = await idle[-1].receive_json()
+        for conn in idle:
+            await conn.aclose()
+        fresh = await harness.connect()
+        answer = await fresh.request(rpc("status", id=1))
+
+        assert refused["error"]["data"]["reason"] == "too_many_connections"
+        assert answer["result"]["videos"] == 3
+
+
+async def test_requests_in_flight_limit(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    async with running_server(service, sock_path, max_requests_in_flight=1) as harness:
+        conn = await harness.connect()
+
+        await conn.send_json(rpc("status", id=1))
+        with anyio.fail_after(10):
+            await service.status_entered.wait()
+        busy = await conn.request(rpc("ping", id=2))
+        service.gate.set()
+        status = await conn.receive_json()
+        after = await conn.request(rpc("ping", id=3))
+
+        assert busy["id"] == 2
+        assert busy["error"]["code"] == -32004
+        assert busy["error"]["data"]["reason"] == "too_many_requests"
+        assert status["id"] == 1
+        assert status["result"]["videos"] == 3
+        assert after["result"] == "pong"
+
+
+async def test_pipelined_requests_all_answered(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        lines = b"".join(
+            (b'{"jsonrpc":"2.0","id":%d,"method":"ping"}\n' % i) for i in range(10)
+        )
+        await conn.send(lines)
+        answers = [await conn.receive_json() for _ in range(10)]
+
+        assert sorted(a["id"] for a in answers) == list(range(10))
+
+
+async def test_idle_connection_is_closed(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path, idle_timeout_s=0.2) as harness:
+        conn = await harness.connect()
+        await conn.request(rpc("ping"))
+
+        assert await conn.is_closed_by_server()
+
+
+async def test_idle_timeout_waits_for_running_request(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    async with running_server(service, sock_path, idle_timeout_s=0.1) as harness:
+        conn = await harness.connect()
+
+        await conn.send_json(rpc("status", id=1))
+        await anyio.sleep(0.5)
+        service.gate.set()
+        answer = await conn.receive_json()
+
+        assert answer["result"]["idle"] is True
+
+
+async def test_client_gone_mid_request(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        await conn.send_json(rpc("status", id=1))
+        with anyio.fail_after(10):
+            await service.status_entered.wait()
+
+        await conn.aclose()
+        service.gate.set()
+        await wait_until(lambda: harness.server.active_connections == 0)
+        other = await harness.connect()
+        answer = await other.request(rpc("ping", id=2))
+
+        assert answer["result"] == "pong"
+
+
+async def test_client_that_never_reads_is_dropped(sock_path: Path) -> None:
+    async with running_server(
+        FakeService(), sock_path, send_timeout_s=0.2, max_requests_in_flight=64
+    ) as harness:
+        conn = await harness.connect()
+        request = msgspec_line(rpc("videos.list", {"limit": 1000}))
+
+        async def flood() -> None:
+            try:
+                for _ in range(20_000):
+                    await conn.send(request)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(flood)
+                await wait_until(lambda: harness.server.active_connections == 0)
+                task_group.cancel_scope.cancel()
+        other = await harness.connect()
+        answer = await other.request(rpc("ping", id=2))
+
+        assert answer["result"] == "pong"
+
+
+def msgspec_line(message: Any) -> bytes:
+    return msgspec.json.encode(message) + b"\n"
+
+
+# ---------------------------------------------------------------------------
+# The socket file
+
+
+async def test_socket_created_0600_and_removed(sock_dir: Path) -> None:
+    path = sock_dir / "run" / "reelwatch" / "rw.sock"
+
+    async with running_server(FakeService(), path):
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+        exists_while_serving = path.is_socket()
+
+    assert exists_while_serving
+    assert mode == 0o600
+    assert not path.exists()
+
+
+async def test_socket_mode_and_group_from_config(sock_path: Path) -> None:
+    group = grp.getgrgid(os.getgid()).gr_name
+    section = _SocketSection(mode="0660", group=group)
+    server = ControlServer(FakeService(), section, sock_path)
+
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(server.serve)
+        info = os.stat(sock_path)
+        task_group.cancel_scope.cancel()
+
+    assert stat.S_IMODE(info.st_mode) == 0o660
+    assert info.st_gid == os.getgid()
+
+
+async def test_stale_socket_file_is_replaced(sock_path: Path) -> None:
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(sock_path))
+    stale.close()
+
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("ping"))
+
+    assert answer["result"] == "pong"
+
+
+async def test_live_socket_is_not_taken_over(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        second = ControlServer(FakeService(), None, sock_path)
+        with pytest.raises(ControlSocketError, match="another process is listening"):
+            await second.serve()
+        conn = await harness.connect()
+        answer = await conn.request(rpc("ping"))
+
+    assert answer["result"] == "pong"
+
+
+async def test_regular_file_at_socket_path_is_kept(sock_path: Path) -> None:
+    await anyio.Path(sock_path).write_text("not a socket")
+    server = ControlServer(FakeService(), None, sock_path)
+
+    with pytest.raises(ControlSocketError, match="is not a socket"):
+        await server.serve()
+
+    assert await anyio.Path(sock_path).read_text() == "not a socket"
+
+
+async def test_too_long_socket_path_is_clear_error(sock_dir: Path) -> None:
+    path = sock_dir / ("x" * 120) / "rw.sock"
+    server = ControlServer(FakeService(), None, path)
+
+    with pytest.raises(ControlSocketError, match="shorter than 108 bytes"):
+        await server.serve()
+
+
+async def test_adopted_socket_is_served_and_kept(sock_path: Path) -> None:
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(sock_path))
+    listening.listen()
+    server = ControlServer(FakeService(), None, sock_path, listen_socket=listening)
+
+    async with anyio.create_task_group() as task_group:
+        await task_group.start(server.serve)
+        conn = await RawConnection.open(sock_path)
+        answer = await conn.request(rpc("ping"))
+        await conn.aclose()
+        await wait_until(lambda: server.active_connections == 0)
+        task_group.cancel_scope.cancel()
+
+    assert answer["result"] == "pong"
+    assert await anyio.Path(sock_path).is_socket()
+
+
+# ---------------------------------------------------------------------------
+# Options and access control
+
+
+class _SocketSection:
+    """Stands in for the configuration's ``socket`` section."""
+
+    def __init__(self, **values: Any) -> None:
+        self.__dict__.update(values)
+
+
+def test_options_read_config_section() -> None:
+    section = _SocketSection(
+        mode="0660", max_line_bytes=4096, idle_timeout_s=5.0, group=None
+    )
+
+    options = SocketOptions.from_config(section)
+
+    assert options.mode == 0o660
+    assert options.max_line_bytes == 4096
+    assert options.idle_timeout_s == 5.0
+    assert options.max_connections == 128
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"mode": "rw-"}, "socket.mode 'rw-' is not an octal file mode"),
+        ({"max_connections": 0}, "Expected `int` >= 1 - at `socket.max_connections`"),
+    ],
+)
+def test_options_reject_bad_values(values: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        SocketOptions.from_config(_SocketSection(**values))
+
+
+def test_unknown_group_is_config_error(sock_path: Path) -> None:
+    options = SocketOptions(control_group="no-such-group-here")
+
+    with pytest.raises(ConfigError, match="socket.control_group 'no-such-group-here'"):
+        ControlServer(FakeService(), options, sock_path)
+
+
+def test_policy_allows_root_daemon_user_and_group() -> None:
+    policy = AccessPolicy(control_group="nogroup", daemon_uid=1500)
+
+    assert policy.is_allowed(PeerCredentials(pid=1, uid=0, gid=0))
+    assert policy.is_allowed(PeerCredentials(pid=1, uid=1500, gid=1500))
+    assert policy.is_allowed(PeerCredentials(pid=1, uid=4242, gid=65534))
+    assert not policy.is_allowed(PeerCredentials(pid=1, uid=4242, gid=4242))
+    assert not policy.is_allowed(None)
+
+
+def test_policy_without_group_allows_only_owners() -> None:
+    policy = AccessPolicy(control_group=None, daemon_uid=1500)
+
+    assert not policy.is_allowed(PeerCredentials(pid=1, uid=65534, gid=65534))
+    assert "uid 1500" in policy.describe_rule()
+
+
+async def test_peer_credentials_are_read(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path):
+        raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        raw.connect(str(sock_path))
+        try:
+            # The server runs in this process, so the client's end reports
+            # this process's own pid and uid.
+            peer = PeerCredentials.from_socket(raw)
+        finally:
+            raw.close()
+
+    assert peer.pid == os.getpid()
+    assert peer.uid == os.geteuid()
+
+
+@pytest.fixture
+def shared_sock_dir() -> Iterator[Path]:
+    """A socket directory that another user can enter."""
+    with short_socket_dir() as directory:
+        os.chmod(directory, 0o755)
+        yield directory
+
+
+def _socat_as(uid: int, gid: int, path: Path, line: bytes) -> Any:
+    done = subprocess.run(
+        ["socat", "-t", "5", "-", f"UNIX-CONNECT:{path}"],
+        input=line,
+        capture_output=True,
+        user=uid,
+        group=gid,
+        extra_groups=[],
+        check=True,
+        timeout=20,
+    )
+    return msgspec.json.decode(done.stdout)
+
+
+needs_root_and_socat = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("socat") is None,
+    reason="running a client as another user needs root and socat",
+)
+
+
+@needs_root_and_socat
+async def test_other_user_may_read_not_scan(shared_sock_dir: Path) -> None:
+    path = shared_sock_dir / "rw.sock"
+    async with running_server(FakeService(), path, mode=0o666):
+        status = await anyio.to_thread.run_sync(
+            _socat_as, 65534, 65534, path, msgspec_line(rpc("status", id=1))
+        )
+        scan = await anyio.to_thread.run_sync(
+            _socat_as,
+            65534,
+            65534,
+            path,
+            msgspec_line(rpc("scan", {"path": "/srv/media/tv"}, id=2)),
+        )
+
+    assert status["result"]["videos"] == 3
+    assert scan["error"]["code"] == -32003
+    assert "method 'scan'" in scan["error"]["message"]
+    assert "root or the daemon's user" in scan["error"]["message"]
+    assert "uid 65534" in scan["error"]["message"]
+    assert scan["error"]["data"]["reason"] == "permission_denied"
+
+
+@needs_root_and_socat
+async def test_control_group_member_may_scan(shared_sock_dir: Path) -> None:
+    path = shared_sock_dir / "rw.sock"
+    async with running_server(FakeService(), path, mode=0o666, control_group="nogroup"):
+        scan = await anyio.to_thread.run_sync(
+            _socat_as,
+            4242,
+            65534,
+            path,
+            msgspec_line(rpc("scan", {"path": "/srv/media/tv"}, id=2)),
+        )
+
+    assert scan["result"]["status"] == "pending"
+
+
+@needs_root_and_socat
+async def test_socket_mode_keeps_other_users_out(shared_sock_dir: Path) -> None:
+    path = shared_sock_dir / "rw.sock"
+    async with running_server(FakeService(), path):
+        done = await anyio.to_thread.run_sync(
+            lambda: subprocess.run(
+                ["socat", "-", f"UNIX-CONNECT:{path}"],
+                input=msgspec_line(rpc("ping")),
+                capture_output=True,
+                user=65534,
+                group=65534,
+                extra_groups=[],
+                timeout=20,
+            )
+        )
+
+    assert done.returncode != 0
+    assert b"Permission denied" in done.stderr
