@@ -14,7 +14,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import msgspec
 
@@ -75,6 +75,10 @@ DEFAULT_IGNORE_GLOBS = (
 
 _DB_FILE_NAME = "reelwatch.db"
 _SOCKET_FILE_NAME = "reelwatch.sock"
+
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["auto", "json", "console"]
+_CHOICES = {"log_level": get_args(LogLevel), "log_format": get_args(LogFormat)}
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -139,8 +143,8 @@ class Config(_Section, frozen=True):
     allowed_scan_roots: tuple[str, ...]
     state_dir: str
     socket_path: str
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
     socket: SocketConfig = SocketConfig()
     scan: ScanConfig = ScanConfig()
 
@@ -156,8 +160,8 @@ class _FileConfig(_Section, frozen=True):
     allowed_scan_roots: list[str] | None = None
     state_dir: str | None = None
     socket_path: str | None = None
-    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "auto"
     socket: SocketConfig = SocketConfig()
     scan: ScanConfig = ScanConfig()
 
@@ -273,7 +277,10 @@ def _describe_validation_error(
         return f"{path}: {what}"
 
     found = _lookup(raw, json_path)
-    return f"{path}: invalid value for '{key}': found {found!r}; {_lowercase(what)}"
+    expected = _lowercase(what)
+    if key in _CHOICES:
+        expected = "expected one of " + ", ".join(repr(c) for c in _CHOICES[key])
+    return f"{path}: invalid value for '{key}': found {found!r}; {expected}"
 
 
 def _key_from_json_path(json_path: str) -> str:

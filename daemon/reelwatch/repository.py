@@ -177,9 +177,13 @@ def decode_cursor(cursor: str) -> bytes:
         raise _invalid_cursor(cursor)
     token = cursor.removeprefix(_CURSOR_PREFIX)
     try:
-        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        padded = token + "=" * (-len(token) % 4)
+        path = base64.b64decode(padded, altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         raise _invalid_cursor(cursor) from None
+    if not path.startswith(b"/"):
+        raise _invalid_cursor(cursor)
+    return path
 
 
 def _invalid_cursor(cursor: str) -> InvalidParamsError:
