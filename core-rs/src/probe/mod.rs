@@ -9,6 +9,9 @@
 pub mod asf;
 pub mod avi;
 pub mod detect;
+#[cfg(test)]
+mod corpus;
+mod es;
 pub mod flv;
 pub mod matroska;
 pub mod mp4;
