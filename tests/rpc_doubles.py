@@ -89,11 +89,13 @@ def make_jobs() -> list[Job]:
             started_at=BASE_TIME + 0.5,
             finished_at=BASE_TIME + 2.0,
             result={
+                "path": "/srv/media/movies",
                 "scanned": 1,
                 "new": 1,
                 "updated": 0,
                 "removed": 0,
                 "skipped": 0,
+                "error_count": 0,
                 "errors": [],
             },
         ),
@@ -221,13 +223,19 @@ class FakeService:
             finished_at=job.created_at + 1.5,
             result=(
                 {
+                    "path": job.path,
                     "scanned": 3,
                     "new": 2,
                     "updated": 0,
                     "removed": 0,
                     "skipped": 1,
+                    "error_count": 1,
                     "errors": [
-                        {"path": f"{job.path}/bad.mp4", "error": "corrupt header"}
+                        {
+                            "path": f"{job.path}/bad.mp4",
+                            "kind": "corrupt",
+                            "message": "corrupt header: moov box truncated",
+                        }
                     ],
                 }
                 if outcome == JobState.COMPLETE
@@ -312,7 +320,14 @@ def server_thread(
         try:
             yield server
         finally:
+            # See running_server for why open connections end first.
+            portal.call(_wait_for_no_connections, server)
             future.cancel()
+
+
+async def _wait_for_no_connections(server: ControlServer) -> None:
+    with anyio.move_on_after(5):
+        await wait_until(lambda: server.active_connections == 0)
 
 
 class RawConnection:

@@ -1,0 +1,484 @@
+"""Tests of the reelwatch command: output, --json, exit statuses, socket choice."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reelwatch.__main__ import main
+from reelwatch.cli import (
+    format_duration,
+    format_frame_rate,
+    format_size,
+    format_table,
+    resolve_socket_path,
+)
+from reelwatch.logs import configure_logging, reset_logging
+from reelwatch.models import JobState
+from rpc_doubles import FakeService, server_thread, short_socket_dir
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Print times in UTC so the expected tables do not depend on the machine."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.fixture(autouse=True)
+def quiet_server_logs() -> Iterator[None]:
+    """Keep the in-process server's log lines out of the captured CLI output."""
+    configure_logging("critical", "json", stream=io.StringIO())
+    yield
+    reset_logging()
+
+
+@pytest.fixture
+def sock_path() -> Iterator[Path]:
+    with short_socket_dir() as directory:
+        yield directory / "rw.sock"
+
+
+@pytest.fixture
+def service() -> FakeService:
+    return FakeService()
+
+
+@pytest.fixture
+def served(sock_path: Path, service: FakeService) -> Iterator[Path]:
+    with server_thread(service, sock_path):
+        yield sock_path
+
+
+def run_cli(
+    capsys: pytest.CaptureFixture[str], socket_path: Path, *args: str
+) -> tuple[int, str, str]:
+    code = main(["--socket", str(socket_path), *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+class TestOutput:
+    def test_status_table(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, served, "status")
+
+        assert code == 0
+        assert err == ""
+        assert out.splitlines() == [
+            "version  0.1.0",
+            "idle     yes",
+            "videos   3",
+            "jobs     pending 0, running 0, complete 1, failed 1, timeout 0, "
+            "cancelled 0",
+            "",
+            "ROOT               STATE     ERROR",
+            "/srv/media/movies  watching",
+            "/srv/media/tv      watching",
+        ]
+
+    def test_videos_table(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "videos")
+
+        assert code == 0
+        assert out.splitlines() == [
+            "     SIZE  DURATION  RESOLUTION    FPS  VIDEO  AUDIO  PATH",
+            "263.3 MiB      9:56  1920x1080      24  h264   aac    "
+            "/srv/media/movies/big-buck-bunny.mp4",
+            "  1.0 MiB         -  -               -  -      -      "
+            "/srv/media/tv/show/notes.avi  (unsupported container: avi)",
+            "700.0 MiB     23:42  1280x720    29.97  hevc   opus   "
+            "/srv/media/tv/show/s01e01.mkv",
+        ]
+
+    def test_videos_limit_mentions_cursor(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "videos", "--limit", "1")
+
+        assert code == 0
+        assert len(out.splitlines()) == 3
+        assert out.splitlines()[-1] == "(more videos: continue with --cursor 1)"
+
+    def test_videos_under_is_made_absolute(
+        self,
+        served: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.chdir("/")
+
+        code, out, _ = run_cli(
+            capsys, served, "videos", "--under", "srv/media/tv", "--json"
+        )
+
+        assert code == 0
+        paths = [video["path"] for video in json.loads(out)["videos"]]
+        assert paths == [
+            "/srv/media/tv/show/notes.avi",
+            "/srv/media/tv/show/s01e01.mkv",
+        ]
+
+    def test_jobs_table(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, served, "jobs")
+
+        assert code == 0
+        assert out.splitlines() == [
+            "ID  KIND  STATUS    CREATED               TOOK  PATH",
+            " 2  scan  failed    2024-05-01 11:00:10  0.5 s  /srv/media/tv",
+            " 1  scan  complete  2024-05-01 11:00:00  1.5 s  /srv/media/movies",
+        ]
+
+    def test_jobs_status_filter(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "jobs", "--status", "complete", "--json")
+
+        assert code == 0
+        assert [job["id"] for job in json.loads(out)["jobs"]] == [1]
+
+    def test_job_detail(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, served, "job", "1")
+
+        assert code == 0
+        assert out.splitlines() == [
+            "id        1",
+            "kind      scan",
+            "path      /srv/media/movies",
+            "status    complete",
+            "created   2024-05-01 11:00:00",
+            "started   2024-05-01 11:00:00",
+            "finished  2024-05-01 11:00:02",
+            "took      1.5 s",
+            "result    scanned 1, new 1, updated 0, removed 0, skipped 0, "
+            "error count 0",
+        ]
+
+    def test_ping(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert run_cli(capsys, served, "ping") == (0, "pong\n", "")
+
+
+class TestJson:
+    def test_status_json(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "status", "--json")
+
+        status = json.loads(out)
+        assert code == 0
+        assert status["videos"] == 3
+        assert status["roots"][0] == {
+            "path": "/srv/media/movies",
+            "state": "watching",
+            "error": None,
+        }
+
+    def test_json_before_command(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code = main(["--json", "--socket", str(served), "videos"])
+        videos = json.loads(capsys.readouterr().out)
+
+        assert code == 0
+        assert videos["next_cursor"] is None
+        assert [v["id"] for v in videos["videos"]] == [1, 3, 2]
+        assert videos["videos"][2]["frame_rate"] == "30000/1001"
+
+    def test_job_json(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, served, "job", "2", "--json")
+
+        job = json.loads(out)
+        assert code == 0
+        assert job["status"] == "failed"
+        assert (
+            job["error"] == "scan root /srv/media/tv is not readable: Permission denied"
+        )
+
+
+class TestScan:
+    def test_scan_queues(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "scan", "/srv/media/tv")
+
+        assert code == 0
+        assert out == (
+            "queued job 3: scan /srv/media/tv (pending); "
+            "follow it with 'reelwatch job 3'\n"
+        )
+
+    def test_scan_no_recursive(
+        self, served: Path, service: FakeService, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(
+            capsys, served, "scan", "/srv/media/tv", "--no-recursive", "--json"
+        )
+
+        assert code == 0
+        assert json.loads(out) == {
+            "job_id": 3,
+            "status": "pending",
+            "path": "/srv/media/tv",
+        }
+        assert service.jobs[3].params == {"recursive": False}
+
+    def test_scan_wait_prints_result(
+        self, served: Path, service: FakeService, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        service.finish_scans_after = 3
+
+        code, out, err = run_cli(capsys, served, "scan", "/srv/media/tv", "--wait")
+
+        assert code == 0
+        assert err == ""
+        assert "status    complete" in out
+        assert "scanned 3, new 2, updated 0, removed 0, skipped 1, error count 1" in out
+        assert "  /srv/media/tv/bad.mp4: corrupt header: moov box truncated" in out
+
+    def test_scan_wait_failed_job_exits_4(
+        self, served: Path, service: FakeService, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        service.finish_scans_after = 1
+        service.scan_outcome = JobState.TIMEOUT
+
+        code, out, err = run_cli(
+            capsys, served, "scan", "/srv/media/tv", "--wait", "--json"
+        )
+
+        assert code == 4
+        assert json.loads(out)["status"] == "timeout"
+        assert err == "reelwatch: job 3 ended with status timeout: scan timed out\n"
+
+    def test_scan_wait_timeout_exits_4(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(
+            capsys, served, "scan", "/srv/media/tv", "--wait", "--timeout", "0.3"
+        )
+
+        assert code == 4
+        assert out == ""
+        assert err == (
+            "reelwatch: job 3 is still pending after 0.3 s; "
+            "check it later with 'reelwatch job 3'\n"
+        )
+
+    def test_relative_path_is_made_absolute(
+        self,
+        served: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        monkeypatch.chdir("/")
+
+        code, out, err = run_cli(capsys, served, "scan", "etc")
+
+        assert code == 1
+        assert "'/etc'" in err
+
+
+class TestExitCodes:
+    def test_daemon_error_exits_1(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, served, "job", "99")
+
+        assert code == 1
+        assert out == ""
+        assert err == "reelwatch: job 99 not found (error -32002)\n"
+
+    def test_path_not_allowed_exits_1(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, served, "scan", "/etc")
+
+        assert code == 1
+        assert "'/etc' is not inside an allowed scan root" in err
+        assert "(error -32001)" in err
+
+    def test_not_running_exits_3(
+        self, sock_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, sock_path, "status")
+
+        assert code == 3
+        assert out == ""
+        assert err.startswith(
+            "reelwatch: reelwatch daemon is not running: no socket at "
+        )
+        assert str(sock_path) in err
+        assert err.count("\n") == 1
+
+    @pytest.mark.parametrize(
+        "args",
+        [["jobs", "--limit", "0"], ["job", "x"], ["jobs", "--status", "done"], []],
+    )
+    def test_usage_error_exits_2(
+        self, sock_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["--socket", str(sock_path), *args])
+
+        assert exited.value.code == 2
+        assert "usage: reelwatch" in capsys.readouterr().err
+
+    def test_bad_config_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "bad.toml"
+        config.write_text("allowed_scan_roots = 'not a list'\n")
+
+        code = main(["--config", str(config), "status"])
+        err = capsys.readouterr().err
+
+        assert code == 2
+        assert str(config) in err
+        assert "allowed_scan_roots" in err
+
+    def test_serve_bad_config_exits_2(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        config = tmp_path / "bad.toml"
+        config.write_text("state_dir = 'state'\nallowed_scan_roots = []\n")
+
+        code = main(["serve", "--config", str(config)])
+        err = capsys.readouterr().err
+
+        assert code == 2
+        assert "allowed_scan_roots" in err
+        assert "Traceback" not in err
+
+    def test_subprocess_not_running_message(self, sock_path: Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(REPO / "daemon")}
+        env["REELWATCH_SOCKET"] = str(sock_path)
+
+        done = subprocess.run(
+            [sys.executable, "-m", "reelwatch", "status"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+
+        assert done.returncode == 3
+        assert done.stdout == ""
+        assert "Traceback" not in done.stderr
+        assert done.stderr.startswith("reelwatch: reelwatch daemon is not running")
+
+
+class TestSocketChoice:
+    def test_option_wins(self) -> None:
+        environ = {"REELWATCH_SOCKET": "/env.sock"}
+
+        assert resolve_socket_path("/opt.sock", None, environ) == "/opt.sock"
+
+    def test_environment_before_config(self, tmp_path: Path) -> None:
+        environ = {"REELWATCH_SOCKET": "/env.sock", "REELWATCH_CONFIG": "/nope.toml"}
+
+        assert resolve_socket_path(None, None, environ) == "/env.sock"
+
+    def test_config_socket_path(self, tmp_path: Path) -> None:
+        config = tmp_path / "reelwatch.toml"
+        config.write_text(
+            "allowed_scan_roots = ['lib']\nstate_dir = 'state'\n"
+            "socket_path = 'run/rw.sock'\n"
+        )
+        environ = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+
+        from_option = resolve_socket_path(None, str(config), environ)
+        from_env = resolve_socket_path(
+            None, None, {**environ, "REELWATCH_CONFIG": str(config)}
+        )
+
+        assert from_option == str(tmp_path / "run" / "rw.sock")
+        assert from_env == from_option
+
+    def test_default_config_file_is_read(self, tmp_path: Path) -> None:
+        config_dir = tmp_path / "cfg" / "reelwatch"
+        config_dir.mkdir(parents=True)
+        (config_dir / "reelwatch.toml").write_text(
+            "allowed_scan_roots = ['/srv']\nstate_dir = '/var/lib/reelwatch'\n"
+        )
+        environ = {"XDG_CONFIG_HOME": str(tmp_path / "cfg")}
+
+        path = resolve_socket_path(None, None, environ)
+
+        assert path == "/var/lib/reelwatch/reelwatch.sock"
+
+    def test_fallback_to_runtime_dir(self, tmp_path: Path) -> None:
+        environ = {
+            "XDG_CONFIG_HOME": str(tmp_path / "empty"),
+            "XDG_RUNTIME_DIR": str(tmp_path),
+        }
+        if os.path.isfile("/etc/reelwatch/reelwatch.toml"):
+            pytest.skip("a system-wide /etc/reelwatch/reelwatch.toml takes precedence")
+
+        path = resolve_socket_path(None, None, environ)
+
+        assert path == str(tmp_path / "reelwatch" / "reelwatch.sock")
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [
+        (0, "0 B"),
+        (1023, "1023 B"),
+        (1536, "1.5 KiB"),
+        (276134947, "263.3 MiB"),
+        (5 * 1024**4, "5.0 TiB"),
+        (None, "-"),
+    ],
+)
+def test_format_size(size: int | None, expected: str) -> None:
+    assert format_size(size) == expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [
+        (None, "-"),
+        (0.4, "0:00"),
+        (59.6, "1:00"),
+        (596.458, "9:56"),
+        (3725.0, "1:02:05"),
+    ],
+)
+def test_format_duration(seconds: float | None, expected: str) -> None:
+    assert format_duration(seconds) == expected
+
+
+@pytest.mark.parametrize(
+    ("rate", "expected"),
+    [
+        ("24/1", "24"),
+        ("30000/1001", "29.97"),
+        ("24000/1001", "23.976"),
+        ("25", "25"),
+        ("1/0", "1/0"),
+        (None, "-"),
+    ],
+)
+def test_format_frame_rate(rate: str | None, expected: str) -> None:
+    assert format_frame_rate(rate) == expected
+
+
+def test_format_table_aligns_columns() -> None:
+    table = format_table(["N", "NAME"], [["1", "a"], ["100", "bbb"]], right_aligned={0})
+
+    assert table.splitlines() == ["  N  NAME", "  1  a", "100  bbb"]
