@@ -117,7 +117,7 @@ class PathCheck(NamedTuple):
 
 
 class Fingerprint(NamedTuple):
-    """A partial-content digest of one file, or the error that prevented it."""
+    """A partial-content digest of one file (hex), or the error that prevented it."""
 
     path: str
     digest: str | None
@@ -255,7 +255,7 @@ class RustCore:
         path_list = list(paths)
         raw = await anyio.to_thread.run_sync(lambda: self._core.fingerprint(path_list))
         return [
-            Fingerprint(path, digest, error)
+            Fingerprint(path, None if digest is None else bytes(digest).hex(), error)
             for path, (digest, error) in zip(path_list, raw, strict=True)
         ]
 

@@ -137,6 +137,11 @@ class SettleTracker:
     def __len__(self) -> int:
         return len(self._due)
 
+    @property
+    def paths(self) -> list[str]:
+        """The files waiting, in path order."""
+        return sorted(self._due)
+
     def defer(self, path: str, delay_s: float) -> None:
         """Scan ``path`` again after ``delay_s`` seconds, replacing an earlier wait."""
         self._due[path] = anyio.current_time() + max(delay_s, 0.0)
@@ -284,7 +289,9 @@ class Scanner:
         unreadable_dirs = []
         for error in walk.errors:
             result.add_error(FileError(error.path, error.kind, error.message))
-            unreadable_dirs.append(error.path)
+            if error.kind != "outside_roots":
+                # What was under an unreadable folder may still exist.
+                unreadable_dirs.append(error.path)
 
         result.scanned = len(walk.files)
         to_probe = self._select_for_probe(walk.files, known, result)
@@ -312,10 +319,11 @@ class Scanner:
         to_probe = []
         for entry in files:
             state = known.get(entry.path)
+            identity = _Identity(*entry[1:])
             if (
                 state is not None
-                and _Identity(*entry[1:]) == _identity_of(state)
-                and state.complete is not False
+                and identity == _identity_of(state)
+                and not _is_waiting_incomplete(state, identity)
             ):
                 result.skipped += 1
             else:
@@ -403,25 +411,47 @@ class Scanner:
         if probe.error_kind == "not_found":
             return None  # deleted since the stat; the removal step handles it
 
+        error: FileError | None = None
         is_incomplete = probe.error_kind == "incomplete" or (
             probe.ok and not probe.complete
         )
         if is_incomplete:
             result.incomplete += 1
-            # Retry once after the settle period when the file changed since the
-            # last attempt; an unchanged partial file waits for its next change.
-            if state is None or _identity_of(state) != identity:
+            if _is_waiting_incomplete(state, identity):
+                # Unchanged for a whole settle period, so the file was cut
+                # short rather than still being written. It is recorded with
+                # an error now and probed again when it changes.
+                reason = probe.error or "the file ends before its container does"
+                error = FileError(
+                    path,
+                    "incomplete",
+                    f"{reason}; the file looks cut short and is probed again "
+                    "when it changes",
+                )
+            else:
                 self._settle.defer(path, self._config.scan.settle_s)
         elif not probe.ok:
-            result.add_error(
-                FileError(path, probe.error_kind or "internal", probe.error or "")
-            )
+            error = FileError(path, probe.error_kind or "internal", probe.error or "")
+        if error is not None:
+            result.add_error(error)
 
         if state is None:
             result.new += 1
         else:
             result.updated += 1
-        return _video_from_probe(path, root, identity, probe, is_incomplete, probed_at)
+        return _video_from_probe(
+            path, root, identity, probe, is_incomplete, error, probed_at
+        )
+
+
+def _is_waiting_incomplete(state: FileState | None, identity: _Identity) -> bool:
+    """Tell whether the entry is an incomplete file, unchanged, still without error."""
+    return (
+        state is not None
+        and state.complete is False
+        and state.error_kind is None
+        and _identity_of(state) == identity
+    )
 
 
 def _video_from_probe(
@@ -430,9 +460,10 @@ def _video_from_probe(
     identity: _Identity,
     probe: ProbeResult,
     is_incomplete: bool,
+    error: FileError | None,
     probed_at: float,
 ) -> Video:
-    base = Video(
+    video = Video(
         id=0,
         path=path,
         root=root,
@@ -441,17 +472,15 @@ def _video_from_probe(
         ctime_ns=identity.ctime_ns,
         inode=identity.inode,
         device=identity.device,
-        complete=False if is_incomplete else None,
+        complete=False if is_incomplete else probe.complete if probe.ok else None,
+        error=None if error is None else error.message,
+        error_kind=None if error is None else error.kind,
         probed_at=probed_at,
     )
     if not probe.ok:
-        if is_incomplete:
-            return base
-        return msgspec.structs.replace(
-            base, error=probe.error, error_kind=probe.error_kind
-        )
+        return video
     return msgspec.structs.replace(
-        base,
+        video,
         container=probe.container,
         duration_s=probe.duration_s,
         width=probe.width,
@@ -464,7 +493,6 @@ def _video_from_probe(
         audio_channels=probe.audio_channels,
         audio_sample_rate=probe.audio_sample_rate,
         bit_rate=probe.bit_rate,
-        complete=probe.complete,
     )
 
 

@@ -1,0 +1,415 @@
+"""Tests for the scan handler on real temporary folders, with the fake core."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from conftest import MakeConfig
+from fake_core import FakeCore, write_fake_video
+from reelwatch.config import Config
+from reelwatch.core import ProbeResult, WalkError, WalkResult
+from reelwatch.errors import PathNotAllowedError
+from reelwatch.jobs import JobContext
+from reelwatch.models import Job, JobState
+from reelwatch.repository import MemoryRepository
+from reelwatch.scanner import (
+    Scanner,
+    SettleTracker,
+    has_video_extension,
+    is_ignored,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+class Harness:
+    """A scanner over a MemoryRepository, recording the files it defers."""
+
+    def __init__(self, config: Config, core: FakeCore, clock: float | None) -> None:
+        self.repository = MemoryRepository()
+        self.submitted: list[str] = []
+        self.settle = SettleTracker(self._submit)
+        self.scanner = Scanner(
+            repository=self.repository,
+            core=core,
+            config=config,
+            settle=self.settle,
+            clock=(lambda: clock) if clock is not None else time.time,
+        )
+
+    async def _submit(self, path: str) -> None:
+        self.submitted.append(path)
+
+    async def paths(self) -> list[str]:
+        page = await self.repository.list_videos(under=None, limit=1000, cursor=None)
+        return [video.path for video in page.videos]
+
+
+@pytest.fixture
+async def harness(config: Config, fake_core: FakeCore) -> Harness:
+    harness = Harness(config, fake_core, clock=None)
+    await harness.repository.open()
+    return harness
+
+
+async def test_new_files_are_probed_and_stored(harness: Harness, library: Path) -> None:
+    write_fake_video(library / "a.mp4", duration_s=3.5, video_codec="hevc")
+    write_fake_video(library / "show" / "b.mkv", audio_codec=None)
+
+    result = await harness.scanner.scan(str(library))
+
+    assert (result.scanned, result.new, result.updated, result.removed) == (2, 2, 0, 0)
+    assert result.errors == []
+    video = await harness.repository.get_video(str(library / "a.mp4"))
+    assert video is not None
+    assert video.duration_s == 3.5
+    assert video.video_codec == "hevc"
+    assert video.width == 1920
+    assert video.frame_rate == "25/1"
+    assert video.error is None
+    assert video.root == str(library)
+    other = await harness.repository.get_video(str(library / "show" / "b.mkv"))
+    assert other is not None
+    assert other.audio_codec is None
+
+
+async def test_unchanged_files_are_not_probed_again(
+    harness: Harness, library: Path, fake_core: FakeCore
+) -> None:
+    write_fake_video(library / "a.mp4")
+    write_fake_video(library / "b.mp4")
+    await harness.scanner.scan(str(library))
+    fake_core.probed.clear()
+
+    result = await harness.scanner.scan(str(library))
+
+    assert fake_core.probed_paths == []
+    assert (result.scanned, result.skipped, result.new, result.updated) == (2, 2, 0, 0)
+
+
+async def test_changed_file_is_updated_and_keeps_id(
+    harness: Harness, library: Path, fake_core: FakeCore
+) -> None:
+    path = write_fake_video(library / "a.mp4", width=640)
+    await harness.scanner.scan(str(library))
+    before = await harness.repository.get_video(str(path))
+    fake_core.probed.clear()
+
+    write_fake_video(path, width=1280, height=720)
+    result = await harness.scanner.scan(str(library))
+    after = await harness.repository.get_video(str(path))
+
+    assert result.updated == 1
+    assert fake_core.probed_paths == [str(path)]
+    assert before is not None and after is not None
+    assert after.id == before.id
+    assert (after.width, after.height) == (1280, 720)
+
+
+async def test_deleted_file_is_removed(harness: Harness, library: Path) -> None:
+    write_fake_video(library / "a.mp4")
+    gone = write_fake_video(library / "b.mp4")
+    await harness.scanner.scan(str(library))
+
+    gone.unlink()
+    result = await harness.scanner.scan(str(library))
+
+    assert result.removed == 1
+    assert await harness.paths() == [str(library / "a.mp4")]
+
+
+async def test_scan_of_vanished_folder_removes_its_entries(
+    harness: Harness, library: Path
+) -> None:
+    write_fake_video(library / "tv" / "a.mkv")
+    write_fake_video(library / "tv-old" / "b.mkv")
+    await harness.scanner.scan(str(library))
+
+    for child in (library / "tv").iterdir():
+        child.unlink()
+    (library / "tv").rmdir()
+    result = await harness.scanner.scan(str(library / "tv"))
+
+    assert result.removed == 1
+    assert await harness.paths() == [str(library / "tv-old" / "b.mkv")]
+
+
+async def test_unreadable_files_are_rows_with_errors(
+    harness: Harness, library: Path
+) -> None:
+    (library / "notes.avi").write_text("just text")
+    (library / "empty.mkv").write_bytes(b"")
+
+    result = await harness.scanner.scan(str(library))
+
+    assert result.new == 2
+    assert result.error_count == 2
+    assert sorted((e.path, e.kind) for e in result.errors) == [
+        (str(library / "empty.mkv"), "empty"),
+        (str(library / "notes.avi"), "unsupported"),
+    ]
+    video = await harness.repository.get_video(str(library / "notes.avi"))
+    assert video is not None
+    assert video.error == "unrecognised container"
+    assert video.error_kind == "unsupported"
+    assert video.duration_s is None
+    assert video.video_codec is None
+    assert video.width is None
+
+
+async def test_ignored_and_non_video_files_are_skipped(
+    harness: Harness, library: Path
+) -> None:
+    write_fake_video(library / "keep.mp4")
+    write_fake_video(library / "download.mp4.part")
+    write_fake_video(library / ".hidden.mp4")
+    write_fake_video(library / ".cache" / "x.mp4")
+    write_fake_video(library / "@eaDir" / "thumb.mp4")
+    write_fake_video(library / "poster.jpg")
+
+    result = await harness.scanner.scan(str(library))
+
+    assert result.scanned == 1
+    assert await harness.paths() == [str(library / "keep.mp4")]
+
+
+async def test_path_outside_roots_is_rejected(
+    harness: Harness, library: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "library-old"
+    elsewhere.mkdir()
+
+    with pytest.raises(PathNotAllowedError, match=f"cannot scan {elsewhere}: it is"):
+        await harness.scanner.scan(str(elsewhere))
+
+
+async def test_missing_root_marks_entries_offline(
+    harness: Harness, library: Path
+) -> None:
+    path = write_fake_video(library / "a.mp4")
+    await harness.scanner.scan(str(library))
+    moved = library.with_name("unmounted")
+    os.rename(library, moved)
+
+    await harness.scanner.scan(str(library))
+    offline = await harness.repository.get_video(str(path))
+    os.rename(moved, library)
+    await harness.scanner.scan(str(library))
+    online = await harness.repository.get_video(str(path))
+
+    assert offline is not None and offline.offline is True
+    assert online is not None and online.offline is False
+    assert online.id == offline.id
+
+
+async def test_single_file_scan(harness: Harness, library: Path) -> None:
+    path = write_fake_video(library / "a.mp4", duration_s=9.0)
+    write_fake_video(library / "b.mp4")
+
+    result = await harness.scanner.scan(str(path))
+
+    assert result.new == 1
+    assert await harness.paths() == [str(path)]
+
+
+async def test_non_recursive_scan_leaves_subfolders_alone(
+    harness: Harness, library: Path
+) -> None:
+    write_fake_video(library / "sub" / "deep.mp4")
+    await harness.scanner.scan(str(library))
+    (library / "sub" / "deep.mp4").unlink()
+    write_fake_video(library / "top.mp4")
+
+    result = await harness.scanner.scan(str(library), recursive=False)
+
+    assert result.new == 1
+    assert result.removed == 0
+    assert await harness.paths() == [
+        str(library / "sub" / "deep.mp4"),
+        str(library / "top.mp4"),
+    ]
+
+
+async def test_probes_in_batches(
+    make_config: MakeConfig, fake_core: FakeCore, library: Path
+) -> None:
+    harness = Harness(make_config(probe_batch_size=2), fake_core, clock=None)
+    await harness.repository.open()
+    for name in "abcde":
+        write_fake_video(library / f"{name}.mp4")
+
+    await harness.scanner.scan(str(library))
+
+    assert [len(batch) for batch in fake_core.probed] == [2, 2, 1]
+
+
+async def test_progress_reported_to_job(harness: Harness, library: Path) -> None:
+    for name in "abc":
+        write_fake_video(library / f"{name}.mp4")
+    job = Job(
+        id=1, kind="scan", path=str(library), status=JobState.RUNNING, created_at=0
+    )
+    context = JobContext(job, lambda: None)
+
+    result = await harness.scanner(context)
+
+    assert result["new"] == 3
+    assert context.job.progress is not None
+    assert (context.job.progress.done, context.job.progress.total) == (3, 3)
+
+
+async def test_non_utf8_file_name(harness: Harness, library: Path) -> None:
+    name = os.fsdecode(b"caf\xe9.mkv")
+    write_fake_video(library / name)
+
+    result = await harness.scanner.scan(str(library))
+
+    assert result.new == 1
+    assert [os.fsencode(p) for p in await harness.paths()] == [
+        os.fsencode(str(library)) + b"/caf\xe9.mkv"
+    ]
+
+
+class TestSettling:
+    async def test_recent_file_waits_for_settle(
+        self, make_config: MakeConfig, fake_core: FakeCore, library: Path
+    ) -> None:
+        path = write_fake_video(library / "copying.mp4")
+        now = path.stat().st_mtime + 1.0
+        harness = Harness(make_config(settle_s=30.0), fake_core, clock=now)
+        await harness.repository.open()
+
+        result = await harness.scanner.scan(str(library))
+
+        assert result.settling == 1
+        assert result.new == 0
+        assert fake_core.probed_paths == []
+        assert harness.settle.paths == [str(path)]
+        assert await harness.paths() == []
+
+    async def test_file_changing_during_probe_is_not_recorded(
+        self, harness: Harness, library: Path, fake_core: FakeCore
+    ) -> None:
+        path = write_fake_video(library / "growing.mp4")
+
+        class GrowingCore(FakeCore):
+            async def probe(
+                self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+            ) -> list[ProbeResult]:
+                results = await super().probe(paths, roots=roots)
+                with path.open("ab") as stream:
+                    stream.write(b" more bytes")
+                return results
+
+        harness.scanner = Scanner(
+            repository=harness.repository,
+            core=GrowingCore(),
+            config=harness.scanner._config,
+            settle=harness.settle,
+        )
+
+        result = await harness.scanner.scan(str(library))
+
+        assert result.settling == 1
+        assert result.new == 0
+        assert harness.settle.paths == [str(path)]
+        assert await harness.paths() == []
+
+    async def test_incomplete_file_pending_then_error_then_retried_on_change(
+        self, harness: Harness, library: Path, fake_core: FakeCore
+    ) -> None:
+        """1. first probe: pending, no error; 2. unchanged retry: error;
+        3. unchanged again: not probed; 4. finished: probed, complete."""
+        path = library / "download.mkv"
+        path.write_bytes(b"PARTIAL" + b"\0" * 100)
+
+        first = await harness.scanner.scan(str(library))
+        pending = await harness.repository.get_video(str(path))
+        retry = await harness.scanner.scan(str(path))
+        cut_short = await harness.repository.get_video(str(path))
+        fake_core.probed.clear()
+        again = await harness.scanner.scan(str(library))
+        write_fake_video(path, duration_s=44.0)
+        finished = await harness.scanner.scan(str(library))
+        done = await harness.repository.get_video(str(path))
+
+        assert first.incomplete == 1
+        assert first.error_count == 0
+        assert harness.settle.paths == [str(path)]
+        assert pending is not None
+        assert pending.complete is False
+        assert pending.error is None
+        assert retry.error_count == 1
+        assert cut_short is not None
+        assert cut_short.error_kind == "incomplete"
+        assert cut_short.error is not None
+        assert "probed again when it changes" in cut_short.error
+        assert again.skipped == 1
+        assert fake_core.probed_paths == [str(path)]
+        assert finished.updated == 1
+        assert done is not None
+        assert done.duration_s == 44.0
+        assert done.error is None
+        assert done.id == pending.id
+
+
+async def test_unreadable_folder_keeps_its_entries(
+    harness: Harness, library: Path
+) -> None:
+    write_fake_video(library / "locked" / "a.mkv")
+    write_fake_video(library / "open" / "b.mkv")
+    await harness.scanner.scan(str(library))
+    locked = str(library / "locked")
+
+    class LockedCore(FakeCore):
+        async def walk(self, root: str, **options: object) -> WalkResult:
+            walk = await super().walk(root, **options)  # type: ignore[arg-type]
+            files = [f for f in walk.files if not f.path.startswith(locked)]
+            error = WalkError(locked, "permission_denied", "permission denied")
+            return WalkResult(files, [error], walk.dirs)
+
+    harness.scanner = Scanner(
+        repository=harness.repository,
+        core=LockedCore(),
+        config=harness.scanner._config,
+        settle=harness.settle,
+    )
+
+    result = await harness.scanner.scan(str(library))
+
+    assert result.removed == 0
+    assert [(e.path, e.kind) for e in result.errors] == [(locked, "permission_denied")]
+    assert len(await harness.paths()) == 2
+
+
+@pytest.mark.parametrize(
+    ("path", "ignored"),
+    [
+        ("/r/a.mp4", False),
+        ("/r/.a.mp4", True),
+        ("/r/x/.git/a.mp4", True),
+        ("/r/a.mp4.part", True),
+        ("/r/a.mp4~", True),
+        ("/r/@eaDir/a.mp4", True),
+        ("/r/.Trash-1000/a.mp4", True),
+        ("/r/a.!qB", True),
+        ("/r", False),
+    ],
+)
+def test_is_ignored(path: str, ignored: bool) -> None:
+    globs = (".*", "*.part", "*~", "@eaDir", ".Trash-*", "*.!qB")
+
+    assert is_ignored(path, "/r", globs) is ignored
+
+
+def test_has_video_extension_ignores_case() -> None:
+    extensions = frozenset({"mkv", "mp4"})
+
+    assert has_video_extension("/r/A.MKV", extensions)
+    assert not has_video_extension("/r/mkv", extensions)
+    assert not has_video_extension("/r/a.mkv.txt", extensions)
