@@ -220,6 +220,7 @@ class JobsListResult(msgspec.Struct, frozen=True, kw_only=True):
 _request_decoder = msgspec.json.Decoder(Request)
 _batch_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 _positional_decoder = msgspec.json.Decoder(list[Any])
+_any_decoder = msgspec.json.Decoder()
 
 
 class _IdProbe(msgspec.Struct):
@@ -366,6 +367,11 @@ def _parse_entry(data: bytes) -> Request | InvalidEntry:
     try:
         request = _request_decoder.decode(data)
     except msgspec.ValidationError as exc:
+        # msgspec stops at the first type mismatch, before it has seen the
+        # rest of the input, so malformed JSON must be ruled out first.
+        malformed = _check_well_formed(data)
+        if malformed is not None:
+            return malformed
         detail = str(exc).replace("`$", "`request")
         error = make_error(
             ErrorCode.INVALID_REQUEST,
@@ -392,6 +398,16 @@ def _parse_entry(data: bytes) -> Request | InvalidEntry:
 
 def _response_id(request: Request) -> RequestId:
     return None if isinstance(request.id, UnsetType) else request.id
+
+
+def _check_well_formed(data: bytes) -> InvalidEntry | None:
+    try:
+        _any_decoder.decode(data)
+    except RecursionError:
+        return _nesting_error()
+    except msgspec.DecodeError as exc:
+        return _parse_error(exc)
+    return None
 
 
 def _probe_id(data: bytes) -> RequestId:
