@@ -173,19 +173,16 @@ class WatchfilesSource:
     async def _watch_existing(
         self, roots: Sequence[str], existing: list[str], stop_event: anyio.Event
     ) -> AsyncIterator[WatchBatch]:
-        session_stop = anyio.Event()
-
-        async def forward_stop() -> None:
-            await stop_event.wait()
-            session_stop.set()
-
         def is_wanted(_change: watchfiles.Change, path: str) -> bool:
             root = root_for(path, existing)
             return root is not None and not is_ignored(path, root, self._ignore_globs)
 
+        # No task group or cancel scope may stay open across a yield of this
+        # generator, because the consumer resumes it from its own scopes.
+        # awatch closes its own scopes before each yield.
         changes = watchfiles.awatch(
             *existing,
-            stop_event=session_stop,
+            stop_event=stop_event,
             watch_filter=is_wanted,
             yield_on_timeout=True,
             rust_timeout=int(self._root_check_interval_s * 1000),
@@ -193,19 +190,16 @@ class WatchfilesSource:
             poll_delay_ms=self._poll_delay_ms,
             recursive=True,
         )
-        async with anyio.create_task_group() as task_group:
-            task_group.start_soon(forward_stop)
-            async with contextlib.aclosing(changes):
-                async for raw in changes:
-                    if raw:
-                        yield WatchBatch(changes=_convert(raw))
-                        continue
-                    # A heartbeat: restart when a root appeared or vanished.
-                    now_existing = await anyio.to_thread.run_sync(_existing_dirs, roots)
-                    if now_existing != existing:
-                        break
-                    yield WatchBatch()
-            task_group.cancel_scope.cancel()
+        async with contextlib.aclosing(changes):
+            async for raw in changes:
+                if raw:
+                    yield WatchBatch(changes=_convert(raw))
+                    continue
+                # A heartbeat: restart when a root appeared or vanished.
+                now_existing = await anyio.to_thread.run_sync(_existing_dirs, roots)
+                if now_existing != existing:
+                    break
+                yield WatchBatch()
 
 
 _CHANGE_KINDS = {
