@@ -44,7 +44,7 @@ class ExitCode(enum.IntEnum):
 
     OK = 0
     ERROR = 1
-    """The daemon answered with an error, or the connection failed."""
+    """The daemon returned an error, or the connection failed."""
     USAGE = 2
     """The command line or the configuration is invalid."""
     NOT_RUNNING = 3
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reelwatch",
         description="Keep a catalog of the video files under the allowed scan "
         "roots, and query it.",
-        epilog="Exit status: 0 success, 1 error from the daemon, 2 invalid "
+        epilog="Exit status: 0 success, 1 error returned by the daemon, 2 invalid "
         "usage or configuration, 3 daemon not running, 4 scanned job did not "
         "complete.",
     )
@@ -91,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(handler=_show_status)
 
     ping = commands.add_parser(
-        "ping", parents=[common], help="check that the daemon answers"
+        "ping", parents=[common], help="check that the daemon responds"
     )
     ping.set_defaults(handler=_ping)
 
@@ -161,7 +161,7 @@ def run(
     Raises:
         SystemExit: the command line is invalid (status 2, usage printed).
         ConfigError: the configuration file is invalid.
-        ClientError: the daemon is not running, answered with an error, or
+        ClientError: the daemon is not running, returned an error, or
             the connection failed.
         JobNotCompleted: ``scan --wait`` saw the job fail or time out.
     """
@@ -312,7 +312,7 @@ def format_status(status: Status) -> str:
 
 
 def format_queued(queued: ScanResult) -> str:
-    """Format the answer to ``scan`` without ``--wait``."""
+    """Format the result of ``scan`` without ``--wait``."""
     return (
         f"queued job {queued.job_id}: scan {queued.path} ({queued.status.value}); "
         f"follow it with 'reelwatch job {queued.job_id}'"
@@ -508,7 +508,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         "--json",
         action="store_true",
         default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
-        help="print the daemon's answer as JSON",
+        help="print the result as JSON instead of a table",
     )
 
 
@@ -573,7 +573,7 @@ def _serve(config_path: str | None, environ: Mapping[str, str]) -> int:
 
 
 class _NotifyReady:
-    """A task status that tells systemd the daemon is ready."""
+    """A task status that notifies systemd once the daemon is ready."""
 
     def __init__(self, notifier: Any) -> None:
         self._notifier = notifier

@@ -70,7 +70,7 @@ class ProtocolError(ClientError):
 
 
 class RpcError(ClientError):
-    """Raised when the daemon answers a request with a JSON-RPC error.
+    """Raised when the daemon responds to a request with a JSON-RPC error.
 
     ``code`` is the JSON-RPC error code and ``data`` the error's data member,
     whose ``reason`` key holds a stable tag.
@@ -252,14 +252,14 @@ class Client:
 
         Raises:
             DaemonNotRunning: the socket is missing or nothing listens on it.
-            RpcError: the daemon answered with an error.
+            RpcError: the daemon returned an error.
             ConnectionLost: the connection failed or closed, or timed out.
             ProtocolError: the answer is not a valid JSON-RPC response.
         """
         return self._call(method, params, object)
 
     def ping(self) -> str:
-        """Check that the daemon answers; returns ``"pong"``."""
+        """Check that the daemon responds; returns ``"pong"``."""
         return self._call("ping", None, str)
 
     def status(self) -> Status:

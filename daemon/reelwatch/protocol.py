@@ -144,7 +144,7 @@ class InvalidEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ParsedLine(msgspec.Struct, frozen=True, kw_only=True):
-    """What one request line contains.
+    """The entries of one request line.
 
     ``is_batch`` is true when the line was a JSON array, in which case the
     responses must also be sent as one array.

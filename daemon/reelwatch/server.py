@@ -73,7 +73,7 @@ _TRANSIENT_ACCEPT_ERRNOS: Final = frozenset(
     {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 )
 _ACCEPT_BACKOFF_S: Final = 0.1
-_REFUSAL_SEND_TIMEOUT_S: Final = 1.0
+_REJECTION_SEND_TIMEOUT_S: Final = 1.0
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -356,7 +356,7 @@ class ControlServer:
                 continue
 
             if self._connections >= self.options.max_connections:
-                await self._refuse(stream)
+                await self._reject_connection(stream)
                 continue
             connection_id = self._next_connection_id
             self._next_connection_id += 1
@@ -372,9 +372,9 @@ class ControlServer:
         finally:
             self._connections -= 1
 
-    async def _refuse(self, stream: anyio.abc.SocketStream) -> None:
+    async def _reject_connection(self, stream: anyio.abc.SocketStream) -> None:
         limit = self.options.max_connections
-        log.warning("connection_refused", reason="too_many_connections", limit=limit)
+        log.warning("connection_rejected", reason="too_many_connections", limit=limit)
         error = make_error(
             ErrorCode.LIMIT_EXCEEDED,
             f"too many connections (limit {limit}); close idle connections "
@@ -384,7 +384,7 @@ class ControlServer:
         )
         # A fresh socket's send buffer is empty, so this short line normally
         # goes out at once; the timeout only guards against a broken peer.
-        with anyio.move_on_after(_REFUSAL_SEND_TIMEOUT_S):
+        with anyio.move_on_after(_REJECTION_SEND_TIMEOUT_S):
             try:
                 await stream.send(encode_message(ErrorResponse(id=None, error=error)))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
@@ -444,6 +444,9 @@ class _Connection:
 
             # The idle timeout passed. A request still running keeps the
             # connection open, since its response is what the client waits for.
+            # NOTE: on asyncio, anyio 4.16's Unix socket stream logs
+            # InvalidStateError when this cancellation meets arriving data in
+            # the same loop step; the data stays buffered and is read next.
             if self._in_flight == 0:
                 self._log.debug("connection_idle_timeout")
                 return None
@@ -677,7 +680,7 @@ def _bind_unix_socket(
 
 
 def _remove_stale_socket(path: Path) -> None:
-    """Remove a socket file left by a daemon that is gone; refuse anything else."""
+    """Remove a socket file left by a daemon that is gone; raise for anything else."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
