@@ -5,6 +5,14 @@
 //! `cargo test`; the `python` feature adds the `reelwatch._core` bindings.
 
 pub mod error;
+pub mod file;
+pub mod fingerprint;
+pub mod paths;
 pub mod probe;
+pub mod walk;
+
+#[cfg(feature = "python")]
+mod py;
 
 pub use error::{Error, ErrorKind, Result};
+pub use file::{probe_file, probe_many};

@@ -1,13 +1,569 @@
-//! Header parser for one container family; see the module list in `probe`.
+//! Matroska and WebM (EBML) header parser.
+//!
+//! Walks the Segment's top-level elements with seeks, reads `Info`, `Tracks`
+//! and `SeekHead` into memory and stops at the first `Cluster` once it has
+//! both, so no media block is read. A `SeekHead` leads to `Info` or `Tracks`
+//! stored after the clusters.
 
 use std::io::{Read, Seek};
 
+use super::bytes::ByteCursor;
+use super::codecs;
 use super::reader::Reader;
-use super::MediaInfo;
+use super::{MediaInfo, Rational};
 use crate::error::{Error, ErrorKind, Result};
+
+/// ffprobe's `format_name` for Matroska and WebM alike.
+pub const FORMAT_NAME: &str = "matroska,webm";
+
+const ID_EBML: u32 = 0x1A45_DFA3;
+const ID_DOC_TYPE: u32 = 0x4282;
+const ID_SEGMENT: u32 = 0x1853_8067;
+const ID_SEEK_HEAD: u32 = 0x114D_9B74;
+const ID_SEEK: u32 = 0x4DBB;
+const ID_SEEK_ID: u32 = 0x53AB;
+const ID_SEEK_POSITION: u32 = 0x53AC;
+const ID_INFO: u32 = 0x1549_A966;
+const ID_TIMESTAMP_SCALE: u32 = 0x2A_D7B1;
+const ID_DURATION: u32 = 0x4489;
+const ID_TRACKS: u32 = 0x1654_AE6B;
+const ID_TRACK_ENTRY: u32 = 0xAE;
+const ID_TRACK_TYPE: u32 = 0x83;
+const ID_CODEC_ID: u32 = 0x86;
+const ID_CODEC_PRIVATE: u32 = 0x63A2;
+const ID_DEFAULT_DURATION: u32 = 0x23_E383;
+const ID_VIDEO: u32 = 0xE0;
+const ID_PIXEL_WIDTH: u32 = 0xB0;
+const ID_PIXEL_HEIGHT: u32 = 0xBA;
+const ID_AUDIO: u32 = 0xE1;
+const ID_SAMPLING_FREQUENCY: u32 = 0xB5;
+const ID_OUTPUT_SAMPLING_FREQUENCY: u32 = 0x78B5;
+const ID_CHANNELS: u32 = 0x9F;
+const ID_BIT_DEPTH: u32 = 0x6264;
+const ID_CLUSTER: u32 = 0x1F43_B675;
+
+const TRACK_TYPE_VIDEO: u64 = 1;
+const TRACK_TYPE_AUDIO: u64 = 2;
+const TRACK_TYPE_SUBTITLE: u64 = 0x11;
+
+/// Largest EBML header body read; real ones are under 64 bytes.
+const MAX_EBML_HEADER: usize = 4096;
+/// Largest `SeekHead` or `Info` body read.
+const MAX_SMALL_ELEMENT: usize = 1024 * 1024;
+/// Largest `Tracks` body read; codec private data can be large (Vorbis headers).
+const MAX_TRACKS: usize = 8 * 1024 * 1024;
+/// Top-level elements walked before the scan gives up looking for `Tracks`.
+const MAX_TOP_LEVEL_ELEMENTS: u32 = 10_000;
+/// The default `TimestampScale`: timestamps in milliseconds.
+const DEFAULT_TIMESTAMP_SCALE: u64 = 1_000_000;
+/// ffmpeg reduces a frame rate from `DefaultDuration` to parts of at most this.
+const FRAME_RATE_MAX_PART: u64 = 30_000;
 
 /// Reads the container's headers from offset 0 of `reader`.
 pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
-    let _ = reader;
-    Err(Error::new(ErrorKind::Unsupported, "parser not written yet"))
+    let len = reader.len();
+    let header = read_header(reader, 0)?;
+    if header.id != ID_EBML {
+        return Err(Error::corrupt(
+            "the file does not start with an EBML header",
+        ));
+    }
+    let Some(size) = header.size else {
+        return Err(Error::corrupt("the EBML header has an unknown size"));
+    };
+    let body = reader.read_vec(size, MAX_EBML_HEADER)?;
+    let doc_type = parse_doc_type(&body)?;
+    let container = match doc_type.as_str() {
+        "matroska" => "matroska",
+        "webm" => "webm",
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("unsupported container (EBML document type '{other}')"),
+            ))
+        }
+    };
+    let segment = find_segment(reader, header.data_offset + size)?;
+    let mut scan = scan_segment(reader, &segment)?;
+    let complete = scan.complete && segment.size.is_none_or(|s| segment.data_offset + s <= len);
+    read_sought_elements(reader, &segment, &mut scan)?;
+    let Some(tracks) = scan.tracks.as_deref() else {
+        if !complete {
+            return Err(Error::incomplete(
+                "the file ends before its Tracks element; it is still being written or was cut short",
+            ));
+        }
+        return Err(Error::corrupt("the Matroska segment has no Tracks element"));
+    };
+    let tracks = parse_tracks(tracks)?;
+    let mut info = MediaInfo {
+        container: container.to_owned(),
+        format_name: FORMAT_NAME.to_owned(),
+        complete,
+        ..MediaInfo::default()
+    };
+    if let Some(segment_info) = scan.info.as_deref() {
+        info.duration_s = parse_duration(segment_info)?;
+    }
+    fill_tracks(&mut info, &tracks);
+
+    Ok(info)
+}
+
+// ---------------------------------------------------------------------------
+// Elements in the file
+
+struct ElementHeader {
+    id: u32,
+    /// `None` for the reserved "unknown size" value.
+    size: Option<u64>,
+    data_offset: u64,
+}
+
+fn read_header<R: Read + Seek>(reader: &mut Reader<R>, offset: u64) -> Result<ElementHeader> {
+    reader.seek_to(offset)?;
+    let id = read_vint(reader, true)?;
+    let id = u32::try_from(id).map_err(|_| {
+        Error::corrupt(format!(
+            "element ID at offset {offset} is longer than 4 bytes"
+        ))
+    })?;
+    let size = read_vint(reader, false)?;
+    Ok(ElementHeader {
+        id,
+        size: (size != u64::MAX).then_some(size),
+        data_offset: reader.position(),
+    })
+}
+
+/// Reads an EBML variable-length integer. IDs keep their length marker bits;
+/// sizes drop them, and a size of all ones becomes `u64::MAX` (unknown).
+fn read_vint<R: Read + Seek>(reader: &mut Reader<R>, is_id: bool) -> Result<u64> {
+    let first = reader.read_u8()?;
+    let extra = first.leading_zeros();
+    if extra >= 8 || (is_id && extra >= 4) {
+        return Err(Error::corrupt(format!(
+            "invalid EBML {} at offset {}: first byte 0x{first:02x}",
+            if is_id { "element ID" } else { "element size" },
+            reader.position() - 1,
+        )));
+    }
+    let mut bytes = [0u8; 8];
+    let rest = &mut bytes[..extra as usize];
+    reader.read_exact(rest)?;
+    Ok(vint_value(first, extra, rest, is_id))
+}
+
+/// Assembles a vint from its first byte, the number of bytes after it and
+/// those bytes.
+fn vint_value(first: u8, extra: u32, rest: &[u8], is_id: bool) -> u64 {
+    // Computed in u64: for an 8-byte vint the mask shift is 8, which would
+    // overflow a u8.
+    let mask = 0xFF_u64 >> (extra + 1);
+    let marker = if is_id {
+        u64::from(first)
+    } else {
+        u64::from(first) & mask
+    };
+    let mut value = marker;
+    let mut all_ones = marker == mask;
+    for &byte in rest {
+        value = (value << 8) | u64::from(byte);
+        all_ones &= byte == 0xFF;
+    }
+    if !is_id && all_ones {
+        return u64::MAX;
+    }
+    value
+}
+
+struct Segment {
+    data_offset: u64,
+    size: Option<u64>,
+}
+
+fn find_segment<R: Read + Seek>(reader: &mut Reader<R>, mut offset: u64) -> Result<Segment> {
+    // Void or CRC elements may sit between the EBML header and the Segment.
+    for _ in 0..16 {
+        if offset >= reader.len() {
+            break;
+        }
+        let header = read_header(reader, offset)?;
+        if header.id == ID_SEGMENT {
+            return Ok(Segment {
+                data_offset: header.data_offset,
+                size: header.size,
+            });
+        }
+        let Some(size) = header.size else { break };
+        offset = header.data_offset.saturating_add(size);
+    }
+    if offset >= reader.len() {
+        return Err(Error::incomplete(
+            "the file ends before its Segment element; it is still being written or was cut short",
+        ));
+    }
+    Err(Error::corrupt("no Segment element after the EBML header"))
+}
+
+#[derive(Default)]
+struct SegmentScan {
+    info: Option<Vec<u8>>,
+    tracks: Option<Vec<u8>>,
+    /// Offsets (from the segment's data start) that the `SeekHead` gives.
+    info_position: Option<u64>,
+    tracks_position: Option<u64>,
+    complete: bool,
+}
+
+fn scan_segment<R: Read + Seek>(reader: &mut Reader<R>, segment: &Segment) -> Result<SegmentScan> {
+    let len = reader.len();
+    let end = segment
+        .size
+        .map_or(len, |s| segment.data_offset.saturating_add(s).min(len));
+    let mut scan = SegmentScan {
+        complete: true,
+        ..SegmentScan::default()
+    };
+    let mut offset = segment.data_offset;
+    let mut count = 0;
+    while offset < end && count < MAX_TOP_LEVEL_ELEMENTS {
+        count += 1;
+        let header = match read_header(reader, offset) {
+            Ok(header) => header,
+            Err(err) if err.kind() == ErrorKind::Incomplete => {
+                scan.complete = false;
+                break;
+            }
+            Err(err) => return Err(err),
+        };
+        if header.id == ID_CLUSTER && scan.info.is_some() && scan.tracks.is_some() {
+            break;
+        }
+        let Some(size) = header.size else {
+            // Only a live Cluster has an unknown size; nothing after it can be
+            // reached without reading its blocks.
+            break;
+        };
+        let element_end = header.data_offset.saturating_add(size);
+        if element_end > len {
+            scan.complete = false;
+        }
+        match header.id {
+            ID_SEEK_HEAD => {
+                let body = reader.read_vec(size, MAX_SMALL_ELEMENT)?;
+                parse_seek_head(&body, &mut scan)?;
+            }
+            ID_INFO if scan.info.is_none() => {
+                scan.info = Some(reader.read_vec(size, MAX_SMALL_ELEMENT)?);
+            }
+            ID_TRACKS if scan.tracks.is_none() => {
+                scan.tracks = Some(reader.read_vec(size, MAX_TRACKS)?);
+            }
+            ID_CLUSTER if scan.info_position.is_some() || scan.tracks_position.is_some() => {
+                // The SeekHead says where the rest is; no need to walk clusters.
+                break;
+            }
+            _ => {}
+        }
+        if element_end > len {
+            break;
+        }
+        offset = element_end;
+    }
+    Ok(scan)
+}
+
+fn read_sought_elements<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    segment: &Segment,
+    scan: &mut SegmentScan,
+) -> Result<()> {
+    if scan.info.is_none() {
+        if let Some(position) = scan.info_position {
+            scan.info = read_element_at(reader, segment, position, ID_INFO, MAX_SMALL_ELEMENT)?;
+        }
+    }
+    if scan.tracks.is_none() {
+        if let Some(position) = scan.tracks_position {
+            scan.tracks = read_element_at(reader, segment, position, ID_TRACKS, MAX_TRACKS)?;
+        }
+    }
+    Ok(())
+}
+
+fn read_element_at<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    segment: &Segment,
+    position: u64,
+    id: u32,
+    limit: usize,
+) -> Result<Option<Vec<u8>>> {
+    let offset = segment.data_offset.saturating_add(position);
+    if offset >= reader.len() {
+        return Ok(None);
+    }
+    let header = read_header(reader, offset)?;
+    match header.size {
+        Some(size) if header.id == id => Ok(Some(reader.read_vec(size, limit)?)),
+        _ => Ok(None),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Elements in memory
+
+/// Iterates over the child elements in `data`. A child whose size runs past
+/// its parent, or that has an unknown size, is cut at the parent's end.
+struct Children<'a> {
+    cursor: ByteCursor<'a>,
+    failed: bool,
+}
+
+fn children(data: &[u8]) -> Children<'_> {
+    Children {
+        cursor: ByteCursor::new(data, "EBML element"),
+        failed: false,
+    }
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = Result<(u32, &'a [u8])>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.cursor.remaining() == 0 {
+            return None;
+        }
+        let item = self.read_child();
+        self.failed = item.is_err();
+        Some(item)
+    }
+}
+
+impl<'a> Children<'a> {
+    fn read_child(&mut self) -> Result<(u32, &'a [u8])> {
+        let id = parse_vint(&mut self.cursor, true)?;
+        let size = parse_vint(&mut self.cursor, false)?;
+        let available = self.cursor.remaining();
+        let size = usize::try_from(size).unwrap_or(usize::MAX).min(available);
+        let body = self.cursor.take(size)?;
+        // IDs are at most four bytes, as `parse_vint` checks.
+        Ok((u32::try_from(id).unwrap_or(u32::MAX), body))
+    }
+}
+
+fn parse_vint(cursor: &mut ByteCursor<'_>, is_id: bool) -> Result<u64> {
+    let offset = cursor.position();
+    let first = cursor.u8()?;
+    let extra = first.leading_zeros();
+    if extra >= 8 || (is_id && extra >= 4) {
+        return Err(Error::corrupt(format!(
+            "invalid EBML {} at offset {offset} of its parent: first byte 0x{first:02x}",
+            if is_id { "element ID" } else { "element size" },
+        )));
+    }
+    let rest = cursor.take(extra as usize)?;
+    Ok(vint_value(first, extra, rest, is_id))
+}
+
+fn read_uint(body: &[u8]) -> u64 {
+    body.iter()
+        .take(8)
+        .fold(0, |acc, &b| (acc << 8) | u64::from(b))
+}
+
+fn read_float(body: &[u8]) -> Option<f64> {
+    match body.len() {
+        4 => Some(f64::from(f32::from_be_bytes(body.try_into().ok()?))),
+        8 => Some(f64::from_be_bytes(body.try_into().ok()?)),
+        _ => None,
+    }
+}
+
+fn parse_doc_type(ebml_header: &[u8]) -> Result<String> {
+    for child in children(ebml_header) {
+        let (id, body) = child?;
+        if id == ID_DOC_TYPE {
+            let text = body.split(|&b| b == 0).next().unwrap_or_default();
+            return Ok(String::from_utf8_lossy(text).into_owned());
+        }
+    }
+    // The EBML specification makes "matroska" the default DocType.
+    Ok("matroska".to_owned())
+}
+
+fn parse_seek_head(body: &[u8], scan: &mut SegmentScan) -> Result<()> {
+    for child in children(body) {
+        let (id, seek) = child?;
+        if id != ID_SEEK {
+            continue;
+        }
+        let (mut target, mut position) = (None, None);
+        for field in children(seek) {
+            let (id, value) = field?;
+            match id {
+                ID_SEEK_ID => target = u32::try_from(read_uint(value)).ok(),
+                ID_SEEK_POSITION => position = Some(read_uint(value)),
+                _ => {}
+            }
+        }
+        match (target, position) {
+            (Some(ID_INFO), Some(p)) => scan.info_position = Some(p),
+            (Some(ID_TRACKS), Some(p)) => scan.tracks_position = Some(p),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn parse_duration(segment_info: &[u8]) -> Result<Option<f64>> {
+    let mut scale = DEFAULT_TIMESTAMP_SCALE;
+    let mut duration = None;
+    for child in children(segment_info) {
+        let (id, body) = child?;
+        match id {
+            ID_TIMESTAMP_SCALE => scale = read_uint(body),
+            ID_DURATION => duration = read_float(body),
+            _ => {}
+        }
+    }
+    if scale == 0 {
+        scale = DEFAULT_TIMESTAMP_SCALE;
+    }
+    Ok(duration
+        .filter(|d| d.is_finite() && *d > 0.0)
+        .map(|d| d * scale as f64 / 1e9))
+}
+
+#[derive(Debug, Default)]
+struct TrackEntry {
+    track_type: u64,
+    codec_id: String,
+    codec_private: Vec<u8>,
+    default_duration: u64,
+    width: u64,
+    height: u64,
+    sample_rate: Option<f64>,
+    output_sample_rate: Option<f64>,
+    channels: u64,
+    bit_depth: u64,
+}
+
+fn parse_tracks(tracks: &[u8]) -> Result<Vec<TrackEntry>> {
+    let mut entries = Vec::new();
+    for child in children(tracks) {
+        let (id, body) = child?;
+        if id == ID_TRACK_ENTRY {
+            entries.push(parse_track_entry(body)?);
+        }
+    }
+    Ok(entries)
+}
+
+fn parse_track_entry(body: &[u8]) -> Result<TrackEntry> {
+    let mut track = TrackEntry {
+        channels: 1,
+        ..TrackEntry::default()
+    };
+    for child in children(body) {
+        let (id, value) = child?;
+        match id {
+            ID_TRACK_TYPE => track.track_type = read_uint(value),
+            ID_CODEC_ID => {
+                let text = value.split(|&b| b == 0).next().unwrap_or_default();
+                track.codec_id = String::from_utf8_lossy(text).into_owned();
+            }
+            // Only the configuration record's first bytes are needed.
+            ID_CODEC_PRIVATE => track.codec_private = value[..value.len().min(256)].to_vec(),
+            ID_DEFAULT_DURATION => track.default_duration = read_uint(value),
+            ID_VIDEO => {
+                for field in children(value) {
+                    let (id, value) = field?;
+                    match id {
+                        ID_PIXEL_WIDTH => track.width = read_uint(value),
+                        ID_PIXEL_HEIGHT => track.height = read_uint(value),
+                        _ => {}
+                    }
+                }
+            }
+            ID_AUDIO => {
+                for field in children(value) {
+                    let (id, value) = field?;
+                    match id {
+                        ID_SAMPLING_FREQUENCY => track.sample_rate = read_float(value),
+                        ID_OUTPUT_SAMPLING_FREQUENCY => {
+                            track.output_sample_rate = read_float(value);
+                        }
+                        ID_CHANNELS => track.channels = read_uint(value),
+                        ID_BIT_DEPTH => track.bit_depth = read_uint(value),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(track)
+}
+
+// ---------------------------------------------------------------------------
+// Result
+
+fn fill_tracks(info: &mut MediaInfo, tracks: &[TrackEntry]) {
+    for track in tracks {
+        match track.track_type {
+            TRACK_TYPE_VIDEO => info.video_streams += 1,
+            TRACK_TYPE_AUDIO => info.audio_streams += 1,
+            TRACK_TYPE_SUBTITLE => info.subtitle_streams += 1,
+            _ => {}
+        }
+    }
+    if let Some(video) = tracks.iter().find(|t| t.track_type == TRACK_TYPE_VIDEO) {
+        fill_video(info, video);
+    }
+    if let Some(audio) = tracks.iter().find(|t| t.track_type == TRACK_TYPE_AUDIO) {
+        fill_audio(info, audio);
+    }
+}
+
+fn fill_video(info: &mut MediaInfo, video: &TrackEntry) {
+    let codec = codecs::matroska_codec(&video.codec_id, &video.codec_private, 0);
+    info.video_codec =
+        Some(codec.map_or_else(|| format!("unknown ({})", video.codec_id), str::to_owned));
+    info.video_profile = match codec {
+        Some("h264") => codecs::avc_profile(&video.codec_private),
+        Some("hevc") => codecs::hevc_profile(&video.codec_private),
+        Some("av1") => codecs::av1_profile(&video.codec_private),
+        _ => None,
+    };
+    info.width = u32::try_from(video.width).ok().filter(|&w| w > 0);
+    info.height = u32::try_from(video.height).ok().filter(|&h| h > 0);
+    // ffmpeg 5.1 reads no rotation from Matroska headers.
+    info.rotation = Some(0);
+    if video.default_duration > 0 {
+        info.frame_rate =
+            Rational::approximate(1_000_000_000, video.default_duration, FRAME_RATE_MAX_PART);
+    }
+}
+
+fn fill_audio(info: &mut MediaInfo, audio: &TrackEntry) {
+    let bit_depth = u32::try_from(audio.bit_depth).unwrap_or(0);
+    let codec = codecs::matroska_codec(&audio.codec_id, &audio.codec_private, bit_depth);
+    info.audio_codec =
+        Some(codec.map_or_else(|| format!("unknown ({})", audio.codec_id), str::to_owned));
+    info.audio_channels = u32::try_from(audio.channels).ok().filter(|&c| c > 0);
+    let rate = audio
+        .output_sample_rate
+        .or(audio.sample_rate)
+        .unwrap_or(0.0);
+    if (1.0..1e7).contains(&rate) {
+        // The range check above keeps the conversion exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let rounded = rate.round() as u32;
+        info.audio_sample_rate = Some(rounded);
+    }
+    if codec == Some("opus") {
+        // Opus always decodes at 48 kHz, whatever the header says.
+        info.audio_sample_rate = Some(48_000);
+    }
 }

@@ -8,10 +8,11 @@
 
 pub mod asf;
 pub mod avi;
-pub mod detect;
+pub mod bytes;
+pub mod codecs;
 #[cfg(test)]
 mod corpus;
-mod es;
+pub mod detect;
 pub mod flv;
 pub mod matroska;
 pub mod mp4;
@@ -53,6 +54,44 @@ impl Rational {
             num: u32::try_from(num).ok()?,
             den: u32::try_from(den).ok()?,
         })
+    }
+
+    /// Approximates `num / den` by the closest fraction whose parts are at
+    /// most `max`, the way ffmpeg's `av_reduce` does (continued fractions), so
+    /// rates derived from nanosecond durations match ffprobe's.
+    #[must_use]
+    pub fn approximate(num: u64, den: u64, max: u64) -> Option<Self> {
+        if num == 0 || den == 0 || max == 0 {
+            return None;
+        }
+        let divisor = gcd(num, den);
+        let (mut num, mut den) = (u128::from(num / divisor), u128::from(den / divisor));
+        let max = u128::from(max);
+        if num <= max && den <= max {
+            return Rational::new(u64::try_from(num).ok()?, u64::try_from(den).ok()?);
+        }
+        // Convergents a0 = 0/1 and a1 = 1/0, then a2 = x * a1 + a0 per step.
+        let (mut a0_num, mut a0_den, mut a1_num, mut a1_den) = (0u128, 1u128, 1u128, 0u128);
+        while den != 0 {
+            let x = num / den;
+            let next_den = num - den * x;
+            let a2_num = x * a1_num + a0_num;
+            let a2_den = x * a1_den + a0_den;
+            if a2_num > max || a2_den > max {
+                // Take the best semiconvergent that still fits, if it beats a1.
+                let mut x = (max - a0_num).checked_div(a1_num).unwrap_or(x);
+                if let Some(limit) = (max - a0_den).checked_div(a1_den) {
+                    x = x.min(limit);
+                }
+                if den * (2 * x * a1_den + a0_den) > num * a1_den {
+                    (a1_num, a1_den) = (x * a1_num + a0_num, x * a1_den + a0_den);
+                }
+                break;
+            }
+            (a0_num, a0_den, a1_num, a1_den) = (a1_num, a1_den, a2_num, a2_den);
+            (num, den) = (den, next_den);
+        }
+        Rational::new(u64::try_from(a1_num).ok()?, u64::try_from(a1_den).ok()?)
     }
 
     /// The value as a float.
@@ -135,7 +174,7 @@ pub fn probe_reader<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo>
     let head = &head[..count];
     reader.seek_to(0)?;
     match detect::detect(head) {
-        Some(format) => probe_format(format, reader),
+        Some(format) => probe_format(format, reader).and_then(|info| finish(info, reader.len())),
         // A preallocated file (torrent clients) is all zeros until data arrives.
         None if detect::describe_unknown(head) == "zeros" => Err(Error::incomplete(
             "the header is all zero bytes; the file is still being written",
@@ -148,6 +187,39 @@ pub fn probe_reader<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo>
             ),
         )),
     }
+}
+
+/// ffprobe's overall bit rate when the container states none: the file size
+/// in bits over the duration, rounded down.
+#[must_use]
+pub fn bit_rate(file_len: u64, duration_s: Option<f64>) -> Option<u64> {
+    let duration = duration_s.filter(|d| d.is_finite() && *d > 0.0)?;
+    let rate = (file_len as f64 * 8.0 / duration).floor();
+    // Sizes and durations in real files keep the rate far below 2^63.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rate = rate as u64;
+    Some(rate).filter(|&r| r > 0)
+}
+
+/// Applies the rules shared by every container to a parser's result.
+fn finish(mut info: MediaInfo, file_len: u64) -> Result<MediaInfo> {
+    if info.video_streams == 0 && info.video_codec.is_none() {
+        let audio = info.audio_codec.as_deref().unwrap_or("none");
+        return Err(Error::new(
+            ErrorKind::NoVideo,
+            format!(
+                "the {} file has no video stream (audio: {audio}, subtitle streams: {})",
+                info.container, info.subtitle_streams
+            ),
+        ));
+    }
+    // ffprobe works in whole microseconds (AV_TIME_BASE), and so does its
+    // size-over-duration bit rate.
+    info.duration_s = info.duration_s.map(|d| (d * 1e6).round() / 1e6);
+    if info.bit_rate.is_none() {
+        info.bit_rate = bit_rate(file_len, info.duration_s);
+    }
+    Ok(info)
 }
 
 /// The outcome of probing one file: the info or an error, plus the bytes read.
@@ -176,5 +248,29 @@ mod tests {
         );
         assert_eq!(Rational::new(0, 1), None);
         assert_eq!(Rational::new(1, 0), None);
+    }
+
+    #[test]
+    fn approximate_matches_ffmpeg_for_ntsc_default_duration() {
+        // Matroska DefaultDuration of 29.97 fps video, in nanoseconds.
+        assert_eq!(
+            Rational::approximate(1_000_000_000, 33_366_667, 30_000),
+            Some(Rational {
+                num: 30000,
+                den: 1001
+            })
+        );
+        assert_eq!(
+            Rational::approximate(1_000_000_000, 40_000_000, 30_000),
+            Some(Rational { num: 25, den: 1 })
+        );
+        assert_eq!(Rational::approximate(0, 5, 30_000), None);
+    }
+
+    #[test]
+    fn bit_rate_is_size_over_duration() {
+        assert_eq!(bit_rate(1_128_375, Some(5.055)), Some(1_785_756));
+        assert_eq!(bit_rate(100, None), None);
+        assert_eq!(bit_rate(100, Some(0.0)), None);
     }
 }

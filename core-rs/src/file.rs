@@ -1,0 +1,364 @@
+//! Opening and probing one file safely: no symlink swapped in at the last
+//! moment, no FIFO that blocks, no file outside the allowed roots, and no
+//! panic that escapes.
+
+use std::cell::Cell;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::paths;
+use crate::probe::reader::{Reader, DEFAULT_READ_BUDGET};
+use crate::probe::{probe_reader, ProbeOutcome};
+
+/// Bytes read from the file per buffer fill. Small, because headers are
+/// small and a probe that seeks around should not drag in data it skips.
+const BUFFER_SIZE: usize = 4096;
+
+/// An opened regular file and its size.
+pub struct OpenedFile {
+    /// The file, opened read-only.
+    pub file: File,
+    /// Its size in bytes at the time of `fstat`.
+    pub size: u64,
+}
+
+/// Opens `path` for reading without following a final symlink and without
+/// blocking on a FIFO, then checks with `fstat` that it is a regular file.
+///
+/// With `roots` (already resolved, see [`paths::canonical_roots`]), a final
+/// symlink is resolved and its target opened the same way, and the opened
+/// file's real path, read back from `/proc/self/fd`, must lie under a root.
+/// Checking the opened descriptor, not the name, means a symlink swapped in
+/// after any earlier check cannot make the core read outside the roots.
+pub fn open_regular(path: &Path, roots: Option<&[PathBuf]>) -> Result<OpenedFile> {
+    paths::check_syntax(path)?;
+    let file = match open_no_follow(path) {
+        Ok(file) => file,
+        Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
+            if roots.is_none() {
+                return Err(Error::new(
+                    ErrorKind::NotAFile,
+                    "the path is a symbolic link, which is not followed without allowed roots",
+                ));
+            }
+            let target = path.canonicalize()?;
+            open_no_follow(&target).map_err(|err| open_error(&err))?
+        }
+        Err(err) => return Err(open_error(&err)),
+    };
+    let metadata = file.metadata()?;
+    let file_type = metadata.file_type();
+    if !file_type.is_file() {
+        let what = if file_type.is_dir() {
+            "a directory"
+        } else if file_type.is_fifo() {
+            "a FIFO"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else {
+            "a character device"
+        };
+        return Err(Error::new(
+            ErrorKind::NotAFile,
+            format!("the path is {what}, not a regular file"),
+        ));
+    }
+    if let Some(roots) = roots {
+        let real = real_path(&file)?;
+        if !paths::is_under_any(&real, roots) {
+            return Err(paths::outside_roots_error(&real, roots));
+        }
+    }
+    Ok(OpenedFile {
+        size: metadata.len(),
+        file,
+    })
+}
+
+fn open_no_follow(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn open_error(err: &io::Error) -> Error {
+    match err.raw_os_error() {
+        // Opening a Unix socket fails with ENXIO.
+        Some(libc::ENXIO) => Error::new(
+            ErrorKind::NotAFile,
+            "the path is a socket or a device without a driver, not a regular file",
+        ),
+        Some(libc::ELOOP) => Error::new(ErrorKind::Io, "too many levels of symbolic links"),
+        Some(libc::ENAMETOOLONG) => Error::new(
+            ErrorKind::InvalidPath,
+            "the path or one of its components is too long",
+        ),
+        Some(libc::ENOTDIR) => Error::new(
+            ErrorKind::NotFound,
+            "a component of the path is not a directory",
+        ),
+        _ => {
+            let kind = Error::from(io::Error::new(err.kind(), "")).kind();
+            Error::new(kind, err.to_string().to_lowercase())
+        }
+    }
+}
+
+/// The real path of an open file, as the kernel records it.
+fn real_path(file: &File) -> Result<PathBuf> {
+    let link = format!("/proc/self/fd/{}", file.as_raw_fd());
+    std::fs::read_link(&link).map_err(|err| {
+        Error::new(
+            ErrorKind::Io,
+            format!(
+                "cannot read the opened file's real path from {link}: {err}; is /proc mounted?"
+            ),
+        )
+    })
+}
+
+/// Probes one file: opens it with [`open_regular`], detects the container and
+/// reads its headers. Never panics: a panic inside a parser becomes an
+/// [`ErrorKind::Internal`] error.
+#[must_use]
+pub fn probe_file(path: &Path, roots: Option<&[PathBuf]>) -> ProbeOutcome {
+    let bytes_read = Rc::new(Cell::new(0u64));
+    let counter = Rc::clone(&bytes_read);
+    let outcome = catch_unwind(AssertUnwindSafe(|| probe_opened(path, roots, &counter)));
+    let (result, size) = match outcome {
+        Ok(Ok((info, size))) => (Ok(info), size),
+        Ok(Err((err, size))) => (Err(err), size),
+        Err(panic) => {
+            let detail = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let err = Error::new(
+                ErrorKind::Internal,
+                format!("the probe panicked ({detail}); this is a bug in reelwatch, please report it with the file"),
+            );
+            (Err(err), 0)
+        }
+    };
+    ProbeOutcome {
+        result: result.map_err(|err| err.with_path(path)),
+        bytes_read: bytes_read.get(),
+        size,
+    }
+}
+
+type ProbeResult = std::result::Result<(crate::probe::MediaInfo, u64), (Error, u64)>;
+
+fn probe_opened(path: &Path, roots: Option<&[PathBuf]>, counter: &Rc<Cell<u64>>) -> ProbeResult {
+    let opened = open_regular(path, roots).map_err(|err| (err, 0))?;
+    let size = opened.size;
+    if size == 0 {
+        return Err((
+            Error::new(ErrorKind::Empty, "the file is empty (0 bytes)"),
+            0,
+        ));
+    }
+    let source = BufferedFile::new(opened.file, size, Rc::clone(counter));
+    let mut reader = Reader::new(source, size, DEFAULT_READ_BUDGET);
+    probe_reader(&mut reader)
+        .map(|info| (info, size))
+        .map_err(|err| (err, size))
+}
+
+/// Probes many files in parallel on `threads` threads (0: one per CPU) and
+/// returns the outcomes in input order.
+#[must_use]
+pub fn probe_many(
+    paths: &[PathBuf],
+    roots: Option<&[PathBuf]>,
+    threads: usize,
+) -> Vec<ProbeOutcome> {
+    let roots = roots.map(paths::canonical_roots);
+    let run = || -> Vec<ProbeOutcome> {
+        paths
+            .par_iter()
+            .map(|path| probe_file(path, roots.as_deref()))
+            .collect()
+    };
+    run_in_pool(threads, run)
+}
+
+/// Runs `work` on a pool of `threads` threads, or on rayon's global pool
+/// (one thread per CPU) when `threads` is 0 or a pool cannot be built.
+pub fn run_in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
+    if threads == 0 {
+        return work();
+    }
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+}
+
+/// A file read with positioned reads (`pread`) through a small buffer that
+/// survives seeks within it, counting the bytes it takes from the file.
+struct BufferedFile {
+    file: File,
+    len: u64,
+    pos: u64,
+    buffer: Vec<u8>,
+    buffer_start: u64,
+    counter: Rc<Cell<u64>>,
+}
+
+impl BufferedFile {
+    fn new(file: File, len: u64, counter: Rc<Cell<u64>>) -> Self {
+        BufferedFile {
+            file,
+            len,
+            pos: 0,
+            buffer: Vec::new(),
+            buffer_start: 0,
+            counter,
+        }
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let count = self.file.read_at(buf, offset)?;
+        self.counter.set(self.counter.get() + count as u64);
+        Ok(count)
+    }
+}
+
+impl Read for BufferedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let buffer_end = self.buffer_start + self.buffer.len() as u64;
+        if self.pos < self.buffer_start || self.pos >= buffer_end {
+            if buf.len() >= BUFFER_SIZE {
+                let count = self.read_at(buf, self.pos)?;
+                self.pos += count as u64;
+                return Ok(count);
+            }
+            let mut fresh = vec![0; BUFFER_SIZE];
+            let count = self.read_at(&mut fresh, self.pos)?;
+            fresh.truncate(count);
+            self.buffer = fresh;
+            self.buffer_start = self.pos;
+            if count == 0 {
+                return Ok(0);
+            }
+        }
+        // `pos` is inside the buffer here, so the offset fits in usize.
+        let offset = usize::try_from(self.pos - self.buffer_start).unwrap_or(0);
+        let available = &self.buffer[offset..];
+        let count = available.len().min(buf.len());
+        buf[..count].copy_from_slice(&available[..count]);
+        self.pos += count as u64;
+        Ok(count)
+    }
+}
+
+impl Seek for BufferedFile {
+    fn seek(&mut self, target: SeekFrom) -> io::Result<u64> {
+        let new = match target {
+            SeekFrom::Start(offset) => Some(offset),
+            SeekFrom::End(delta) => self.len.checked_add_signed(delta),
+            SeekFrom::Current(delta) => self.pos.checked_add_signed(delta),
+        };
+        let new = new.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the file",
+            )
+        })?;
+        self.pos = new;
+        Ok(new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("reelwatch-file-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.canonicalize().unwrap()
+    }
+
+    #[test]
+    fn empty_file_is_reported_as_empty() {
+        let dir = temp_dir("empty");
+        let path = dir.join("empty.mp4");
+        File::create(&path).unwrap();
+        let outcome = probe_file(&path, None);
+        assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::Empty);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn directory_and_fifo_are_not_files() {
+        let dir = temp_dir("special");
+        let outcome = probe_file(&dir, None);
+        assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::NotAFile);
+        let fifo = dir.join("pipe.mkv");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let outcome = probe_file(&fifo, None);
+        assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::NotAFile);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn symlink_out_of_roots_is_rejected() {
+        let dir = temp_dir("symlink");
+        let root = dir.join("root");
+        let outside = dir.join("root-old");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let target = outside.join("secret.mp4");
+        File::create(&target).unwrap().write_all(b"data").unwrap();
+        std::os::unix::fs::symlink(&target, root.join("link.mp4")).unwrap();
+        let roots = vec![root.clone()];
+        let outcome = probe_file(&root.join("link.mp4"), Some(&roots));
+        assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::OutsideRoots);
+        assert_eq!(outcome.bytes_read, 0);
+        let unchecked = probe_file(&root.join("link.mp4"), None);
+        assert_eq!(unchecked.result.unwrap_err().kind(), ErrorKind::NotAFile);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn unknown_content_is_unsupported_and_counts_bytes() {
+        let dir = temp_dir("unknown");
+        let path = dir.join("notes.mp4");
+        File::create(&path)
+            .unwrap()
+            .write_all(b"just some text")
+            .unwrap();
+        let outcome = probe_file(&path, None);
+        let err = outcome.result.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.message().contains("text"), "{err}");
+        assert_eq!(outcome.bytes_read, 14);
+        assert_eq!(outcome.size, 14);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let outcome = probe_file(Path::new("/nonexistent/reelwatch/a.mp4"), None);
+        assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::NotFound);
+    }
+}

@@ -1,0 +1,170 @@
+"""Type stubs for the Rust extension ``reelwatch._core``.
+
+Every function takes a whole batch, runs it on a thread pool with the GIL
+released, and returns results in input order. A failure on one path is a
+value in its result, never an exception; exceptions are raised only for
+arguments of the wrong type (``TypeError``) or invalid ignore patterns
+(``ValueError``).
+
+Paths are accepted as ``str``, ``bytes`` or ``os.PathLike``; ``str`` is
+encoded with the file system encoding and ``surrogateescape``, like
+``os.fsencode``. Paths in results are always ``bytes``, so names that are not
+valid UTF-8 round-trip without loss (decode them with ``os.fsdecode``).
+"""
+
+import os
+from collections.abc import Iterable
+from typing import final
+
+__all__ = [
+    "ProbeResult",
+    "WalkResult",
+    "check_paths",
+    "fingerprint",
+    "probe_many",
+    "walk",
+    "__version__",
+]
+
+__version__: str
+
+_Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+@final
+class ProbeResult:
+    """What a header probe found in one file.
+
+    ``ok`` is False when ``error_kind`` is set; the media fields are then None
+    (or 0 for the stream counts). Codec and profile names are ffprobe 5.1's
+    ``codec_name`` and ``profile``.
+    """
+
+    path: bytes
+    """The path as given, encoded to bytes."""
+    ok: bool
+    error_kind: str | None
+    """One of: unsupported, corrupt, incomplete, no_video, empty, not_found,
+    permission_denied, not_a_file, invalid_path, outside_roots, io, internal."""
+    error: str | None
+    """A lowercase message saying what was wrong, for people."""
+    bytes_read: int
+    """Bytes this probe read from the file."""
+    size: int
+    """The file's size in bytes when it was opened (0 if it was not)."""
+    container: str | None
+    """Short container name: mp4, mov, m4v, 3gp, matroska, webm, avi, ..."""
+    format_name: str | None
+    """ffprobe's ``format_name``, e.g. ``mov,mp4,m4a,3gp,3g2,mj2``."""
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    rotation: int | None
+    """Display rotation in degrees, counter-clockwise positive (ffprobe's sign)."""
+    frame_rate: tuple[int, int] | None
+    """Average frame rate as (numerator, denominator), like ffprobe's
+    ``avg_frame_rate``."""
+    video_codec: str | None
+    video_profile: str | None
+    audio_codec: str | None
+    audio_channels: int | None
+    audio_sample_rate: int | None
+    bit_rate: int | None
+    """Overall bit rate in bits per second."""
+    video_streams: int
+    """Video streams, cover art excluded."""
+    audio_streams: int
+    subtitle_streams: int
+    complete: bool
+    """False when the container's structures run past the end of the file:
+    still being copied, or cut short."""
+
+@final
+class WalkResult:
+    """The regular files, per-path errors and directory count of one walk."""
+
+    files: list[tuple[bytes, int, int, int, int, int]]
+    """(path, size, mtime_ns, ctime_ns, inode, device), sorted by path."""
+    errors: list[tuple[bytes, str, str]]
+    """(path, error_kind, message) for paths that could not be listed and for
+    symlinks skipped because they resolve outside the allowed roots."""
+    dirs: int
+    """Directories entered, the root included."""
+
+def probe_many(
+    paths: Iterable[_Path],
+    *,
+    roots: Iterable[_Path] | None = None,
+    threads: int = 0,
+) -> list[ProbeResult]:
+    """Probe each file's container headers, reading a few KiB per file.
+
+    Args:
+        paths: The files to probe.
+        roots: When given, a file whose real path (read from the opened
+            descriptor, so after symlinks) is not under one of these
+            directories fails with ``outside_roots`` before anything is read.
+            Without roots, a path that is itself a symlink fails with
+            ``not_a_file``.
+        threads: Worker threads; 0 uses one per CPU.
+
+    Returns:
+        One result per path, in input order.
+    """
+
+def walk(
+    root: _Path,
+    *,
+    extensions: Iterable[str],
+    ignore: Iterable[str] = ...,
+    allowed_roots: Iterable[_Path] | None = None,
+) -> WalkResult:
+    """List the regular files under ``root`` whose extension is wanted.
+
+    Args:
+        root: The directory to walk.
+        extensions: Extensions with or without the dot, matched
+            case-insensitively (``["mkv", ".MP4"]``).
+        ignore: Glob patterns matched against each file and directory name
+            (not the whole path); a matching directory is not entered.
+        allowed_roots: Directories that symlinks may lead into; a symlink
+            resolving elsewhere is reported in ``errors`` as
+            ``outside_roots`` and not followed. Empty or None means the walk
+            root alone.
+
+    Returns:
+        The files found, the per-path errors and the number of directories.
+
+    Raises:
+        ValueError: An ignore pattern is not a valid glob.
+    """
+
+def fingerprint(
+    paths: Iterable[_Path], *, threads: int = 0
+) -> list[tuple[bytes | None, str | None]]:
+    """Compute partial-content fingerprints to recognise moved files.
+
+    The digest is XXH3-128 (16 bytes) over the size and the first and last
+    64 KiB. Symlinks are not followed; pass resolved paths.
+
+    Returns:
+        (digest, None) or (None, "error_kind: message") per path, in input
+        order.
+    """
+
+def check_paths(
+    paths: Iterable[_Path], roots: Iterable[_Path]
+) -> list[tuple[bytes | None, str | None, str | None]]:
+    """Check paths: syntax, symlink resolution and containment under roots.
+
+    A path is rejected with ``invalid_path`` when it is empty, contains a NUL
+    byte or exceeds PATH_MAX (4096) or NAME_MAX (255) for a component. It is
+    then resolved (a path that does not exist resolves its longest existing
+    parent) and compared with the resolved roots by whole components, so
+    ``/media/tv-old`` is not under ``/media/tv``. An empty ``roots`` allows
+    nothing.
+
+    Returns:
+        (resolved_path, error_kind, message) per path, in input order;
+        resolved_path is set whenever resolution worked, also for
+        ``outside_roots``.
+    """
