@@ -139,6 +139,13 @@ class Daemon:
                     version=__version__,
                 )
                 task_status.started()
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    # The watch thread checks this event every few
+                    # milliseconds; cancellation alone reaches it only when
+                    # its current wait times out.
+                    stop_watching.set()
         finally:
             self._started = False
             stop_watching.set()
