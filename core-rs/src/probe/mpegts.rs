@@ -52,7 +52,7 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>, packet_size: u16) -> Result
     demux.finish_head();
     demux.check_tables(head_end >= len)?;
 
-    let mut last_packet_whole = len % layout.packet_bytes() == 0;
+    let mut last_packet_whole = len.is_multiple_of(layout.packet_bytes());
     if head_end < len {
         demux.timing.clear();
         let mut window = TAIL_WINDOW;
