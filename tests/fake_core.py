@@ -1,6 +1,6 @@
 """A pure-Python stand-in for the Rust core, working on real files.
 
-Fake videos are real files whose content says what the probe returns:
+Fake videos are real files whose content sets what the probe returns:
 
 * ``FAKEVIDEO {json}``: a video; the JSON object sets ProbeResult fields.
 * ``PARTIAL...``: a container cut short (``incomplete``).

@@ -113,10 +113,10 @@ async def test_changed_file_is_updated_and_keeps_id(
 
 async def test_deleted_file_is_removed(harness: Harness, library: Path) -> None:
     write_fake_video(library / "a.mp4")
-    gone = write_fake_video(library / "b.mp4")
+    deleted = write_fake_video(library / "b.mp4")
     await harness.scanner.scan(str(library))
 
-    gone.unlink()
+    deleted.unlink()
     result = await harness.scanner.scan(str(library))
 
     assert result.removed == 1
@@ -320,7 +320,7 @@ class TestSettling:
         assert harness.settle.paths == [str(path)]
         assert await harness.paths() == []
 
-    async def test_incomplete_file_pending_then_error_then_retried_on_change(
+    async def test_incomplete_file_lifecycle(
         self, harness: Harness, library: Path, fake_core: FakeCore
     ) -> None:
         """1. first probe: pending, no error; 2. unchanged retry: error;

@@ -175,17 +175,15 @@ async def test_root_states_and_rescans_are_passed_on(
     assert await setup.jobs() == [(root, True)]
 
 
-async def next_batch_with(
-    batches: AsyncIterator[WatchBatch], wanted: str
-) -> WatchBatch:
-    """Read batches until one mentions ``wanted`` as a change, rescan or root."""
+async def next_batch_with(batches: AsyncIterator[WatchBatch], path: str) -> WatchBatch:
+    """Read batches until one mentions ``path`` as a change, rescan or root."""
     with anyio.fail_after(15):
         for _ in itertools.count():
             batch = await anext(batches)
             mentioned = {change.path for change in batch.changes}
             mentioned.update(batch.rescan)
             mentioned.update(status.path for status in batch.roots)
-            if wanted in mentioned:
+            if path in mentioned:
                 return batch
     raise AssertionError("unreachable")
 

@@ -108,7 +108,7 @@ class SocketConfig(_Section, frozen=True):
 
 
 class ScanConfig(_Section, frozen=True):
-    """What counts as a video, what is ignored, and how scan jobs run."""
+    """Scan settings: video extensions, ignore globs, workers and timing."""
 
     video_extensions: tuple[Extension, ...] = DEFAULT_VIDEO_EXTENSIONS
     # Globs added to DEFAULT_IGNORE_GLOBS, which always apply.

@@ -44,9 +44,9 @@ class CoreUnavailableError(DaemonError):
 class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
     """What the core read from one file's container headers.
 
-    When ``ok`` is false, ``error_kind`` is one of: unsupported, corrupt,
-    incomplete, no_video, empty, not_found, permission_denied, not_a_file,
-    invalid_path, outside_roots, io, internal; the media fields are then null.
+    When ``ok`` is false, the media fields are null and ``error_kind`` is one
+    of unsupported, corrupt, incomplete, no_video, empty, not_found,
+    permission_denied, not_a_file, invalid_path, outside_roots, io or internal.
     ``frame_rate`` is a ``"num/den"`` string.
     """
 
@@ -107,7 +107,7 @@ class PathCheck(NamedTuple):
 
     ``resolved`` is the real path when the check passed. Otherwise
     ``error_kind`` (invalid_path, outside_roots, not_found, ...) and ``message``
-    say why.
+    give the reason.
     """
 
     path: str

@@ -71,6 +71,7 @@ class Daemon:
     ) -> None:
         self.config = config
         self._clock = clock or time.time
+
         self._repository = repository or SQLiteRepository(config.database_path)
         self._queue = queue or AnyioJobQueue(
             self._repository,
@@ -81,12 +82,14 @@ class Daemon:
             clock=self._clock,
         )
         self._core = core or load_core()
+
         self._event_source = event_source or WatchfilesSource(
             ignore_globs=config.scan.ignore_globs,
             force_polling=config.scan.force_polling,
         )
         self._listen_socket = listen_socket
         self._serve_control_socket = serve_control_socket
+
         self._settle = SettleTracker(self._submit_settled)
         self._scanner = Scanner(
             repository=self._repository,
@@ -96,6 +99,7 @@ class Daemon:
             clock=self._clock,
         )
         self._queue.register(JobKind.SCAN, self._scanner)
+
         self._roots = {
             root: RootStatus(path=root, state=RootState.MISSING)
             for root in config.allowed_scan_roots

@@ -2,7 +2,7 @@
 
 Paths are stored as BLOBs holding ``os.fsencode(path)``, so file names that are
 not valid UTF-8 survive a round trip (Python sees them as ``str`` with
-surrogate escapes, see :func:`os.fsdecode`). BLOBs compare byte by byte, which
+surrogate escapes, as :func:`os.fsdecode` makes them). BLOBs compare byte by byte, which
 gives a stable path order for pagination and lets a prefix query select the
 entries under a directory by whole components.
 """
@@ -46,7 +46,7 @@ _INT64_MAX = (1 << 63) - 1
 
 
 class FileState(NamedTuple):
-    """What the scanner compares to decide whether a cataloged file changed."""
+    """A cataloged file's stored identity, which the scanner compares with the disk."""
 
     size: int
     mtime_ns: int

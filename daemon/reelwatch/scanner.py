@@ -3,9 +3,14 @@
 A scan walks a directory (or takes one file), compares each file's size,
 mtime_ns, ctime_ns, inode and device with the catalog, and probes only the new
 or changed files, in batches. A file is recorded only when a stat taken before
-its probe and one taken after agree; otherwise it is still being written and
-is retried later. Entries under the scanned path that are no longer on disk
-are removed, except under a directory the walk could not read.
+its probe and one taken after agree. Otherwise it is still being written, so
+it is retried after the settle period. Entries under the scanned path that are
+no longer on disk are removed, except under a directory the walk could not
+read.
+
+A file whose container ends early is kept without an error and retried after
+the settle period. If it is still cut short and unchanged then, it is
+recorded with an ``incomplete`` error and probed again when it changes.
 """
 
 from __future__ import annotations
@@ -59,10 +64,12 @@ class FileError(msgspec.Struct, frozen=True):
 class ScanResult(msgspec.Struct, kw_only=True):
     """The summary a scan job stores as its ``result``.
 
-    ``scanned`` counts the video files found; ``new``, ``updated`` and
-    ``removed`` count catalog changes; ``skipped`` counts unchanged files that
-    were not probed again; ``settling`` counts files still being written that
-    will be retried; ``incomplete`` counts files whose container ends early.
+    * ``scanned``: video files found.
+    * ``new``, ``updated``, ``removed``: catalog entries changed.
+    * ``skipped``: unchanged files that were not probed again.
+    * ``settling``: files still being written, which are retried later.
+    * ``incomplete``: files whose container ends early.
+    * ``error_count``: files with an error; ``errors`` lists the first 100.
     """
 
     path: str
@@ -298,15 +305,15 @@ class Scanner:
         await self._probe_all(root, to_probe, known, result, context)
 
         on_disk = {entry.path for entry in walk.files}
-        gone = [
+        deleted = [
             known_path
             for known_path in known
             if known_path not in on_disk
             and (recursive or os.path.dirname(known_path) == path or known_path == path)
             and not any(is_same_or_under(known_path, bad) for bad in unreadable_dirs)
         ]
-        if gone:
-            result.removed += await self._repository.delete_videos(gone)
+        if deleted:
+            result.removed += await self._repository.delete_videos(deleted)
         if path == root and not walk.errors:
             await self._repository.set_offline(root, False)
 
@@ -444,6 +451,14 @@ class Scanner:
         )
 
 
+def _completeness(probe: ProbeResult, is_incomplete: bool) -> bool | None:
+    if is_incomplete:
+        return False
+    if probe.ok:
+        return probe.complete
+    return None
+
+
 def _is_waiting_incomplete(state: FileState | None, identity: _Identity) -> bool:
     """Tell whether the entry is an incomplete file, unchanged, still without error."""
     return (
@@ -472,7 +487,7 @@ def _video_from_probe(
         ctime_ns=identity.ctime_ns,
         inode=identity.inode,
         device=identity.device,
-        complete=False if is_incomplete else probe.complete if probe.ok else None,
+        complete=_completeness(probe, is_incomplete),
         error=None if error is None else error.message,
         error_kind=None if error is None else error.kind,
         probed_at=probed_at,

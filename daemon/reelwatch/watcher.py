@@ -1,9 +1,9 @@
-"""Filesystem events: a small source interface, its watchfiles implementation,
-and the consumer that turns events into background scan jobs.
+"""Filesystem events turned into background scan jobs.
 
-The source only reports what changed; deciding what to scan lives in
-:class:`Watcher`, so another source (for example one in the Rust core that
-reports queue overflows) can replace :class:`WatchfilesSource` unchanged.
+An :class:`EventSource` (here :class:`WatchfilesSource`) only reports what
+changed, and :class:`Watcher` decides what to scan. So another source (for
+example one in the Rust core that reports queue overflows) can replace
+:class:`WatchfilesSource` without other changes.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _COALESCE_THRESHOLD = 32
 
 
 class ChangeKind(enum.StrEnum):
-    """What happened to a path."""
+    """The kind of change reported for a path."""
 
     ADDED = "added"
     MODIFIED = "modified"
@@ -89,10 +89,10 @@ class WatchfilesSource:
     """An :class:`EventSource` built on ``watchfiles.awatch``.
 
     Roots that do not exist are reported ``missing`` and checked again every
-    ``root_check_interval_s``; when the set of existing roots changes, the
-    watch restarts and each root that came back is reported for a rescan. An
-    error from watchfiles marks the roots ``error`` and the watch restarts
-    after ``retry_delay_s``, with a rescan, because events were lost.
+    ``root_check_interval_s``. When the set of existing roots changes, the
+    watch restarts, and each root that came back is reported for a rescan. An
+    error from watchfiles marks the roots ``error``. The watch then restarts
+    after ``retry_delay_s`` with a rescan, because events were lost.
 
     Args:
         ignore_globs: path components matching one of these produce no events.
@@ -173,7 +173,7 @@ class WatchfilesSource:
     async def _watch_existing(
         self, roots: Sequence[str], existing: list[str], stop_event: anyio.Event
     ) -> AsyncIterator[WatchBatch]:
-        def is_wanted(_change: watchfiles.Change, path: str) -> bool:
+        def is_watched_path(_change: watchfiles.Change, path: str) -> bool:
             root = root_for(path, existing)
             return root is not None and not is_ignored(path, root, self._ignore_globs)
 
@@ -183,7 +183,7 @@ class WatchfilesSource:
         changes = watchfiles.awatch(
             *existing,
             stop_event=stop_event,
-            watch_filter=is_wanted,
+            watch_filter=is_watched_path,
             yield_on_timeout=True,
             rust_timeout=int(self._root_check_interval_s * 1000),
             force_polling=self._force_polling,
@@ -301,12 +301,12 @@ class Watcher:
         if not candidates:
             return targets
         is_dir = await anyio.to_thread.run_sync(_directories, candidates)
-        wanted = [
+        scannable = [
             path
             for path in candidates
             if path in is_dir or has_video_extension(path, self._extensions)
         ]
-        for check in await self._core.check_paths(wanted, self._roots):
+        for check in await self._core.check_paths(scannable, self._roots):
             if check.error_kind == "outside_roots":
                 log.debug("change_outside_roots", path=check.path)
             elif check.path in is_dir:
