@@ -10,9 +10,12 @@ pub mod fingerprint;
 pub mod paths;
 pub mod probe;
 pub mod walk;
+pub mod watch;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_watch;
 
 pub use error::{Error, ErrorKind, Result};
 pub use file::{probe_file, probe_many};

@@ -306,5 +306,6 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(walk_tree, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint_files, module)?)?;
     module.add_function(wrap_pyfunction!(check_path_list, module)?)?;
+    crate::py_watch::register(module)?;
     Ok(())
 }
