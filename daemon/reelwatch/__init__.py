@@ -8,5 +8,5 @@ __all__ = ["__version__"]
 
 try:
     __version__ = version("reelwatch")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+except PackageNotFoundError:  # pragma: no cover - source tree without install
     __version__ = "0.0.0+unknown"
