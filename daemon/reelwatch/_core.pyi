@@ -18,7 +18,9 @@ from typing import final
 
 __all__ = [
     "ProbeResult",
+    "WATCH_CHANGE_KINDS",
     "WalkResult",
+    "Watcher",
     "check_paths",
     "fingerprint",
     "probe_many",
@@ -168,3 +170,81 @@ def check_paths(
         resolved_path is set whenever resolution worked, also for
         ``outside_roots``.
     """
+
+# --- Watcher -------------------------------------------------------------
+
+WATCH_CHANGE_KINDS: tuple[str, ...]
+"""Every change kind ``Watcher.wait`` returns, in a fixed order."""
+
+@final
+class Watcher:
+    """Watch scan roots recursively and return coalesced batches of changes.
+
+    Each root gets its own inotify instance, or a poller when inotify cannot
+    cover it (``force_polling``, NFS/SMB/FUSE and similar filesystems, or the
+    inotify watch limit reached). Symlinks below a root are not followed.
+    Nothing is lost silently: a kernel queue overflow, a folder that could not
+    be watched or a batch grown past ``max_pending`` entries becomes a
+    ``rescan`` change, and a root that vanishes is reported and watched again
+    once it is back.
+
+    Raises:
+        ValueError: no roots, a relative or overlapping root, an invalid
+            ignore pattern, or a zero interval.
+        TypeError: a root that is not str, bytes or os.PathLike.
+    """
+
+    def __new__(
+        cls,
+        roots: Iterable[_Path],
+        *,
+        ignore: Iterable[str] = ...,
+        poll_interval_ms: int = 10_000,
+        debounce_ms: int = 1_600,
+        step_ms: int = 50,
+        root_check_interval_ms: int = 1_000,
+        force_polling: bool = False,
+        max_pending: int = 50_000,
+    ) -> Watcher:
+        """Install the watches, blocking with the GIL released while roots are walked.
+
+        ``ignore`` holds globs: one without ``/`` matches any name below a
+        root (``.*``, ``*.part``), one with ``/`` matches the path relative to
+        the root. ``poll_interval_ms`` is the time between two scans of a
+        polled root; ``root_check_interval_ms`` the time between two checks
+        that each root is still the same folder.
+        """
+
+    def wait(
+        self, timeout_ms: int
+    ) -> list[tuple[str, bytes, bytes | None, str | None]]:
+        """Block, with the GIL released, until a batch is ready.
+
+        Returns ``[]`` when ``timeout_ms`` passes with no change. Once a change
+        has arrived, the batch is returned after ``step_ms`` without another
+        change, or ``debounce_ms`` after its first change. Each item is
+        ``(kind, path, target, message)``: ``target`` is the new path of a
+        ``renamed``; ``message`` is the reason of a ``rescan`` or the text of
+        a ``watch_error``, ``root_missing`` or ``unmounted``. Kinds:
+        ``created``, ``modified``, ``closed_write``, ``removed``, ``renamed``,
+        ``rescan``, ``watch_error``, ``root_missing``, ``unmounted``.
+
+        Raises:
+            RuntimeError: the watcher is closed.
+            KeyboardInterrupt: or any exception a signal handler raises;
+                signals are checked every 100 ms.
+        """
+
+    def roots(self) -> list[tuple[bytes, str, str | None]]:
+        """Return ``(path, state, message)`` per root; state is ``watching``,
+        ``polling``, ``missing`` or ``error``."""
+
+    def close(self) -> None:
+        """Stop every backend thread; later ``wait`` calls raise RuntimeError."""
+
+    def __enter__(self) -> Watcher: ...
+    def __exit__(self, *args: object) -> None: ...
+    def _debug_inject(self, fault: str, *, root: int | None = None) -> None:
+        """For tests only: simulate ``overflow`` (of one root index or all),
+        ``watch_limit`` (root index, default 0), or ``pause``/``resume`` taking
+        events from inotify so a burst overflows the kernel queue for real."""
