@@ -567,3 +567,231 @@ fn fill_audio(info: &mut MediaInfo, audio: &TrackEntry) {
         info.audio_sample_rate = Some(48_000);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn id_bytes(id: u32) -> Vec<u8> {
+        let bytes = id.to_be_bytes();
+        let skip = bytes.iter().position(|&b| b != 0).unwrap_or(3);
+        bytes[skip..].to_vec()
+    }
+
+    /// An element with an 8-byte size, as some muxers write.
+    fn element(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = id_bytes(id);
+        let size = body.len() as u64 | (1 << 56);
+        out.extend_from_slice(&size.to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn unknown_size(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut out = id_bytes(id);
+        out.push(0xFF);
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn uint(id: u32, value: u64) -> Vec<u8> {
+        element(id, &value.to_be_bytes())
+    }
+
+    fn header(doc_type: &str) -> Vec<u8> {
+        element(ID_EBML, &element(ID_DOC_TYPE, doc_type.as_bytes()))
+    }
+
+    fn info(duration_ms: Option<f64>) -> Vec<u8> {
+        let mut body = uint(ID_TIMESTAMP_SCALE, 1_000_000);
+        if let Some(duration) = duration_ms {
+            body.extend(element(ID_DURATION, &duration.to_be_bytes()));
+        }
+        element(ID_INFO, &body)
+    }
+
+    fn tracks() -> Vec<u8> {
+        let video = [
+            uint(ID_TRACK_TYPE, 1),
+            element(ID_CODEC_ID, b"V_VP9"),
+            uint(ID_DEFAULT_DURATION, 33_366_667),
+            element(
+                ID_VIDEO,
+                &[uint(ID_PIXEL_WIDTH, 640), uint(ID_PIXEL_HEIGHT, 360)].concat(),
+            ),
+        ]
+        .concat();
+        let audio = [
+            uint(ID_TRACK_TYPE, 2),
+            element(ID_CODEC_ID, b"A_OPUS"),
+            element(
+                ID_AUDIO,
+                &[
+                    element(ID_SAMPLING_FREQUENCY, &44_100f64.to_be_bytes()),
+                    uint(ID_CHANNELS, 2),
+                ]
+                .concat(),
+            ),
+        ]
+        .concat();
+        let subtitle = [
+            uint(ID_TRACK_TYPE, 0x11),
+            element(ID_CODEC_ID, b"S_TEXT/UTF8"),
+        ]
+        .concat();
+        element(
+            ID_TRACKS,
+            &[
+                element(ID_TRACK_ENTRY, &video),
+                element(ID_TRACK_ENTRY, &audio),
+                element(ID_TRACK_ENTRY, &subtitle),
+            ]
+            .concat(),
+        )
+    }
+
+    fn probe_bytes(data: Vec<u8>) -> Result<MediaInfo> {
+        let len = data.len() as u64;
+        let mut reader = Reader::new(Cursor::new(data), len, 1 << 20);
+        probe(&mut reader)
+    }
+
+    #[test]
+    fn webm_headers_give_every_field() {
+        let cluster = element(ID_CLUSTER, &[0; 64]);
+        let segment = element(
+            ID_SEGMENT,
+            &[info(Some(2500.0)), tracks(), cluster].concat(),
+        );
+        let info = probe_bytes([header("webm"), segment].concat()).unwrap();
+        assert_eq!(info.container, "webm");
+        assert_eq!(info.format_name, FORMAT_NAME);
+        assert_eq!(info.duration_s, Some(2.5));
+        assert_eq!((info.width, info.height), (Some(640), Some(360)));
+        assert_eq!(info.frame_rate, Rational::new(30000, 1001));
+        assert_eq!(info.video_codec.as_deref(), Some("vp9"));
+        assert_eq!(info.audio_codec.as_deref(), Some("opus"));
+        assert_eq!(info.audio_sample_rate, Some(48_000));
+        assert_eq!(info.audio_channels, Some(2));
+        assert_eq!(
+            (
+                info.video_streams,
+                info.audio_streams,
+                info.subtitle_streams
+            ),
+            (1, 1, 1)
+        );
+        assert!(info.complete);
+    }
+
+    #[test]
+    fn live_recording_without_duration_is_complete_with_no_duration() {
+        let cluster = unknown_size(ID_CLUSTER, &[0; 64]);
+        let segment = unknown_size(ID_SEGMENT, &[info(None), tracks(), cluster].concat());
+        let info = probe_bytes([header("matroska"), segment].concat()).unwrap();
+        assert_eq!(info.container, "matroska");
+        assert_eq!(info.duration_s, None);
+        assert!(info.complete);
+    }
+
+    #[test]
+    fn segment_larger_than_the_file_is_incomplete() {
+        let cluster = element(ID_CLUSTER, &[0; 640]);
+        let mut file = [
+            header("matroska"),
+            element(
+                ID_SEGMENT,
+                &[info(Some(1000.0)), tracks(), cluster].concat(),
+            ),
+        ]
+        .concat();
+        file.truncate(file.len() - 300);
+        let info = probe_bytes(file).unwrap();
+        assert!(!info.complete);
+    }
+
+    #[test]
+    fn file_cut_before_tracks_is_incomplete() {
+        let mut file = [
+            header("matroska"),
+            element(ID_SEGMENT, &[info(Some(1000.0)), tracks()].concat()),
+        ]
+        .concat();
+        file.truncate(80);
+        let err = probe_bytes(file).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Incomplete);
+    }
+
+    #[test]
+    fn tracks_after_clusters_are_found_through_the_seek_head() {
+        let seek_entry = |id: u32, position: u64| {
+            element(
+                ID_SEEK,
+                &[
+                    element(ID_SEEK_ID, &id_bytes(id)),
+                    uint(ID_SEEK_POSITION, position),
+                ]
+                .concat(),
+            )
+        };
+        let info_element = info(Some(1000.0));
+        let cluster = element(ID_CLUSTER, &[0; 100]);
+        // SeekHead with two 8-byte-size entries has a fixed length here.
+        let placeholder = element(
+            ID_SEEK_HEAD,
+            &[seek_entry(ID_INFO, 0), seek_entry(ID_TRACKS, 0)].concat(),
+        );
+        let info_at = placeholder.len() as u64;
+        let tracks_at = info_at + (info_element.len() + cluster.len()) as u64;
+        let seek_head = element(
+            ID_SEEK_HEAD,
+            &[
+                seek_entry(ID_INFO, info_at),
+                seek_entry(ID_TRACKS, tracks_at),
+            ]
+            .concat(),
+        );
+        assert_eq!(seek_head.len(), placeholder.len());
+        let segment = element(
+            ID_SEGMENT,
+            &[seek_head, info_element, cluster, tracks()].concat(),
+        );
+        let info = probe_bytes([header("matroska"), segment].concat()).unwrap();
+        assert_eq!(info.video_codec.as_deref(), Some("vp9"));
+        assert_eq!(info.duration_s, Some(1.0));
+    }
+
+    #[test]
+    fn zero_byte_vint_is_corrupt() {
+        let mut file = header("matroska");
+        // The first byte of the header's size: zero is no valid vint length.
+        file[4] = 0;
+        let err = probe_bytes(file).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("invalid EBML"), "{err}");
+    }
+
+    #[test]
+    fn other_doc_types_are_unsupported() {
+        let err = probe_bytes(header("hdmvsubs")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.message().contains("hdmvsubs"), "{err}");
+    }
+
+    #[test]
+    fn huge_tracks_length_is_rejected_before_allocation() {
+        let mut tracks_header = id_bytes(ID_TRACKS);
+        tracks_header.extend_from_slice(&(0x00FF_FFFF_FFFF_FFF0u64 | (1 << 56)).to_be_bytes());
+        let segment = unknown_size(ID_SEGMENT, &tracks_header);
+        let err = probe_bytes([header("webm"), segment].concat()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+    }
+
+    #[test]
+    fn garbage_after_the_magic_does_not_panic() {
+        let mut file = vec![0x1A, 0x45, 0xDF, 0xA3];
+        file.extend((0..2000u32).map(|i| u8::try_from(i * 7919 % 251).unwrap()));
+        assert!(probe_bytes(file).is_err());
+    }
+}

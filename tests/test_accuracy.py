@@ -1,0 +1,248 @@
+"""Compare the Rust core's probe with ffprobe 5.1 field by field.
+
+Runs over the shared corpus and, where ffmpeg is installed, over clips made by
+the corpus's ``generate.sh``. Prints a per-container, per-field match table.
+Mismatches fail the test for the container families in ``STRICT_FAMILIES``;
+for the others they are reported only, until their parsers are complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from corpus import SKIP_REASON, corpus_media_dir
+from reelwatch import _core
+
+# ffprobe `format_name` values whose mismatches fail the test. Add a family
+# here once its parser is expected to match ffprobe on every field.
+STRICT_FAMILIES = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+
+FIELDS = (
+    "width",
+    "height",
+    "rotation",
+    "video_codec",
+    "audio_codec",
+    "duration",
+    "frame_rate",
+)
+
+# Values ffprobe guesses instead of reading them from the container. For
+# these files ffprobe estimates avg_frame_rate from the first packets'
+# timestamps, because the container stores no rate: Matroska tracks without
+# DefaultDuration, an init segment with no samples, and ASF.
+GUESSED_FRAME_RATE = frozenset(
+    {
+        "chrome57.webm",
+        "annex-b-avc.mkv",
+        "bbb-vp9-opus.webm",
+        "mp4ff-V300-init.mp4",
+        "fixture.wmv.asf",
+    }
+)
+MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd")
+
+
+@dataclass
+class Comparison:
+    """Matches and mismatches per (container, field), plus the failures."""
+
+    counts: dict[tuple[str, str], list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
+    mismatches: list[str] = field(default_factory=list)
+    strict_mismatches: list[str] = field(default_factory=list)
+    bytes_read: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+def _media_files(folder: Path) -> list[Path]:
+    return sorted(
+        path
+        for path in folder.rglob("*")
+        if path.is_file()
+        and not path.name.endswith(MEDIA_SUFFIXES)
+        and path.with_name(path.name + ".ffprobe.json").exists()
+    )
+
+
+def _expected(path: Path) -> dict[str, Any] | None:
+    """ffprobe's values in the probe's terms, or None when ffprobe failed."""
+    data = json.loads(path.with_name(path.name + ".ffprobe.json").read_text())
+    fmt = data.get("format")
+    if not fmt:
+        return None
+    streams = data.get("streams", [])
+    videos = [
+        s
+        for s in streams
+        if s.get("codec_type") == "video"
+        and not s.get("disposition", {}).get("attached_pic")
+    ]
+    audios = [s for s in streams if s.get("codec_type") == "audio"]
+    video = videos[0] if videos else {}
+    rotation = next(
+        (
+            int(item["rotation"])
+            for item in video.get("side_data_list", [])
+            if "rotation" in item
+        ),
+        0,
+    )
+    rate = video.get("avg_frame_rate", "0/0")
+    frame_rate = None
+    if rate != "0/0" and path.name not in GUESSED_FRAME_RATE:
+        num, den = (int(part) for part in rate.split("/"))
+        frame_rate = Fraction(num, den) if den else None
+    duration = fmt.get("duration")
+    return {
+        "family": fmt["format_name"],
+        "width": video.get("width"),
+        "height": video.get("height"),
+        "rotation": rotation if video else None,
+        "video_codec": video.get("codec_name"),
+        "audio_codec": audios[0].get("codec_name") if audios else None,
+        "duration": float(duration) if duration is not None else None,
+        "frame_rate": frame_rate,
+    }
+
+
+def _matches(name: str, expected: Any, got: Any) -> bool:
+    if name == "duration":
+        tolerance = max(0.1, 0.005 * expected)
+        return got is not None and abs(got - expected) <= tolerance
+    if name == "frame_rate":
+        if got is None:
+            return False
+        rate = Fraction(got[0], got[1])
+        return bool(abs(rate - expected) <= expected * Fraction(1, 1000))
+    return bool(expected == got)
+
+
+def _actual(result: _core.ProbeResult) -> dict[str, Any]:
+    return {
+        "width": result.width,
+        "height": result.height,
+        # Containers without a display matrix leave rotation unset: upright.
+        "rotation": 0 if result.rotation is None else result.rotation,
+        "video_codec": result.video_codec,
+        "audio_codec": result.audio_codec,
+        "duration": result.duration_s,
+        "frame_rate": result.frame_rate,
+    }
+
+
+def _compare(folder: Path) -> Comparison:
+    files = _media_files(folder)
+    results = _core.probe_many(files)
+    comparison = Comparison()
+    for path, result in zip(files, results, strict=True):
+        label = str(path.relative_to(folder))
+        comparison.bytes_read.append((label, result.bytes_read, result.size))
+        expected = _expected(path)
+        if expected is None:
+            continue
+        family = expected.pop("family")
+        if expected["video_codec"] is None and result.error_kind == "no_video":
+            # Files without video are rejected by design; nothing to compare.
+            continue
+        container = result.container or family.split(",")[0]
+        actual = _actual(result)
+        for name, value in expected.items():
+            if value is None:
+                continue
+            count = comparison.counts[(container, name)]
+            count[1] += 1
+            if result.ok and _matches(name, value, actual[name]):
+                count[0] += 1
+                continue
+            got = actual[name] if result.ok else f"{result.error_kind}: {result.error}"
+            line = f"{label}: {name} expected {value!r}, got {got!r}"
+            comparison.mismatches.append(line)
+            if family in STRICT_FAMILIES:
+                comparison.strict_mismatches.append(line)
+    return comparison
+
+
+def _report(title: str, comparison: Comparison) -> str:
+    containers = sorted({container for container, _ in comparison.counts})
+    header = ["container", *FIELDS]
+    rows = [header]
+    for container in containers:
+        row = [container]
+        for name in FIELDS:
+            matched, total = comparison.counts.get((container, name), [0, 0])
+            row.append(f"{matched}/{total}" if total else "-")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"\n{title}: probe vs ffprobe 5.1, matched/compared"]
+    for row in rows:
+        lines.append(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+        )
+    if comparison.mismatches:
+        lines.append("mismatches:")
+        lines.extend(f"  {line}" for line in comparison.mismatches)
+    lines.append("bytes read per file (bytes_read / size):")
+    lines.extend(
+        f"  {label}: {read} / {size}" for label, read, size in comparison.bytes_read
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _run(title: str, folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    comparison = _compare(folder)
+    with capsys.disabled():
+        sys.stdout.write(_report(title, comparison))
+    assert comparison.counts, f"no file with ffprobe JSON found in {folder}"
+    assert not comparison.strict_mismatches, "\n".join(comparison.strict_mismatches)
+
+
+@pytest.fixture(scope="session")
+def generated_media(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    media = corpus_media_dir()
+    if media is None:
+        pytest.skip(SKIP_REASON)
+    script = media.parent / "generate.sh"
+    if not script.is_file():
+        pytest.skip(f"generate.sh not found next to the corpus media ({script})")
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("ffmpeg and ffprobe are needed to generate clips; not on PATH")
+    out = tmp_path_factory.mktemp("generated")
+    completed = subprocess.run(
+        ["bash", str(script), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env={**os.environ, "LC_ALL": "C"},
+    )
+    # The script exits 1 when one encoder is missing but still writes the
+    # other clips; compare whatever it made.
+    if not _media_files(out):
+        pytest.fail(f"generate.sh made no clips: {completed.stderr[-2000:]}")
+    return out
+
+
+def test_accuracy_on_shared_corpus(capsys: pytest.CaptureFixture[str]) -> None:
+    media = corpus_media_dir()
+    if media is None:
+        pytest.skip(SKIP_REASON)
+    _run("shared corpus", media, capsys)
+
+
+@pytest.mark.timeout(900)
+def test_accuracy_on_generated_clips(
+    generated_media: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run("generated clips", generated_media, capsys)
