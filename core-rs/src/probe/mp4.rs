@@ -919,12 +919,12 @@ mod tests {
     use crate::error::ErrorKind;
     use std::io::Cursor;
 
-    fn boxed(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    fn boxed(kind: [u8; 4], body: &[u8]) -> Vec<u8> {
         let mut out = u32::try_from(body.len() + 8)
             .unwrap()
             .to_be_bytes()
             .to_vec();
-        out.extend_from_slice(kind);
+        out.extend_from_slice(&kind);
         out.extend_from_slice(body);
         out
     }
@@ -940,7 +940,7 @@ mod tests {
         body.extend_from_slice(&timescale.to_be_bytes());
         body.extend_from_slice(&duration.to_be_bytes());
         body.extend_from_slice(&[0; 80]);
-        boxed(b"mvhd", &full(0, &body))
+        boxed(*b"mvhd", &full(0, &body))
     }
 
     fn tkhd(id: u32, matrix: [i32; 4]) -> Vec<u8> {
@@ -953,7 +953,7 @@ mod tests {
         }
         body.extend_from_slice(&(640u32 << 16).to_be_bytes());
         body.extend_from_slice(&(360u32 << 16).to_be_bytes());
-        boxed(b"tkhd", &full(0, &body))
+        boxed(*b"tkhd", &full(0, &body))
     }
 
     fn avc1_entry(width: u16, height: u16) -> Vec<u8> {
@@ -962,8 +962,8 @@ mod tests {
         entry.extend_from_slice(&height.to_be_bytes());
         entry.extend_from_slice(&[0; 50]);
         // avcC: version 1, profile 100 (High), no constraint flags, level 31.
-        entry.extend(boxed(b"avcC", &[1, 100, 0, 31, 0xFF, 0xE0, 0]));
-        boxed(b"avc1", &entry)
+        entry.extend(boxed(*b"avcC", &[1, 100, 0, 31, 0xFF, 0xE0, 0]));
+        boxed(*b"avc1", &entry)
     }
 
     fn video_trak(id: u32, timescale: u32, samples: u32, delta: u32, matrix: [i32; 4]) -> Vec<u8> {
@@ -980,18 +980,21 @@ mod tests {
         stts.extend_from_slice(&samples.to_be_bytes());
         stts.extend_from_slice(&delta.to_be_bytes());
         let stbl = [
-            boxed(b"stsd", &full(0, &stsd)),
-            boxed(b"stts", &full(0, &stts)),
+            boxed(*b"stsd", &full(0, &stsd)),
+            boxed(*b"stts", &full(0, &stts)),
         ]
         .concat();
-        let minf = boxed(b"stbl", &stbl);
+        let minf = boxed(*b"stbl", &stbl);
         let mdia = [
-            boxed(b"mdhd", &full(0, &mdhd)),
-            boxed(b"hdlr", &full(0, &hdlr)),
-            boxed(b"minf", &minf),
+            boxed(*b"mdhd", &full(0, &mdhd)),
+            boxed(*b"hdlr", &full(0, &hdlr)),
+            boxed(*b"minf", &minf),
         ]
         .concat();
-        boxed(b"trak", &[tkhd(id, matrix), boxed(b"mdia", &mdia)].concat())
+        boxed(
+            *b"trak",
+            &[tkhd(id, matrix), boxed(*b"mdia", &mdia)].concat(),
+        )
     }
 
     const IDENTITY: [i32; 4] = [0x1_0000, 0, 0, 0x1_0000];
@@ -999,11 +1002,11 @@ mod tests {
     fn movie(matrix: [i32; 4]) -> Vec<u8> {
         // 30 samples of 1001 ticks at 30000 Hz: 29.97 fps for 1.001 s.
         let moov = [mvhd(1000, 1001), video_trak(1, 30000, 30, 1001, matrix)].concat();
-        boxed(b"moov", &moov)
+        boxed(*b"moov", &moov)
     }
 
-    fn ftyp(brand: &[u8; 4]) -> Vec<u8> {
-        boxed(b"ftyp", &[&brand[..], &[0, 0, 0, 0], b"isom"].concat())
+    fn ftyp(brand: [u8; 4]) -> Vec<u8> {
+        boxed(*b"ftyp", &[&brand[..], &[0, 0, 0, 0], b"isom"].concat())
     }
 
     fn probe_bytes(data: Vec<u8>) -> Result<MediaInfo> {
@@ -1014,7 +1017,7 @@ mod tests {
 
     #[test]
     fn faststart_file_gives_every_field() {
-        let file = [ftyp(b"mp42"), movie(IDENTITY), boxed(b"mdat", &[0; 100])].concat();
+        let file = [ftyp(*b"mp42"), movie(IDENTITY), boxed(*b"mdat", &[0; 100])].concat();
         let info = probe_bytes(file).unwrap();
         assert_eq!(info.container, "mp4");
         assert_eq!(info.format_name, FORMAT_NAME);
@@ -1031,7 +1034,7 @@ mod tests {
 
     #[test]
     fn moov_after_mdat_is_found() {
-        let file = [ftyp(b"qt  "), boxed(b"mdat", &[0; 5000]), movie(IDENTITY)].concat();
+        let file = [ftyp(*b"qt  "), boxed(*b"mdat", &[0; 5000]), movie(IDENTITY)].concat();
         let info = probe_bytes(file).unwrap();
         assert_eq!(info.container, "mov");
         assert_eq!(info.duration_s, Some(1.001));
@@ -1039,7 +1042,7 @@ mod tests {
 
     #[test]
     fn file_cut_inside_mdat_before_moov_is_incomplete() {
-        let mut file = [ftyp(b"isom"), boxed(b"mdat", &[0; 5000]), movie(IDENTITY)].concat();
+        let mut file = [ftyp(*b"isom"), boxed(*b"mdat", &[0; 5000]), movie(IDENTITY)].concat();
         file.truncate(3000);
         let err = probe_bytes(file).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Incomplete);
@@ -1048,7 +1051,7 @@ mod tests {
 
     #[test]
     fn truncated_mdat_after_moov_marks_the_file_incomplete() {
-        let mut file = [ftyp(b"isom"), movie(IDENTITY), boxed(b"mdat", &[0; 5000])].concat();
+        let mut file = [ftyp(*b"isom"), movie(IDENTITY), boxed(*b"mdat", &[0; 5000])].concat();
         file.truncate(file.len() - 100);
         let info = probe_bytes(file).unwrap();
         assert!(!info.complete);
@@ -1058,15 +1061,15 @@ mod tests {
     #[test]
     fn portrait_matrix_reads_as_minus_90() {
         // (a, b, c, d) = (0, 1, -1, 0): ffprobe 5.1 shows -90.
-        let file = [ftyp(b"isom"), movie([0, 0x1_0000, -0x1_0000, 0])].concat();
+        let file = [ftyp(*b"isom"), movie([0, 0x1_0000, -0x1_0000, 0])].concat();
         assert_eq!(probe_bytes(file).unwrap().rotation, Some(-90));
-        let file = [ftyp(b"isom"), movie([0, -0x1_0000, 0x1_0000, 0])].concat();
+        let file = [ftyp(*b"isom"), movie([0, -0x1_0000, 0x1_0000, 0])].concat();
         assert_eq!(probe_bytes(file).unwrap().rotation, Some(90));
     }
 
     #[test]
     fn brands_name_the_container() {
-        for (brand, name) in [(b"M4V ", "m4v"), (b"3gp5", "3gp"), (b"isom", "mp4")] {
+        for (brand, name) in [(*b"M4V ", "m4v"), (*b"3gp5", "3gp"), (*b"isom", "mp4")] {
             let file = [ftyp(brand), movie(IDENTITY)].concat();
             assert_eq!(probe_bytes(file).unwrap().container, name);
         }
@@ -1076,27 +1079,27 @@ mod tests {
     fn fragments_give_duration_and_rate() {
         let mut trex = 1u32.to_be_bytes().to_vec();
         trex.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0x0B, 0xB8, 0, 0, 0, 0, 0, 0, 0, 0]);
-        let mvex = boxed(b"mvex", &boxed(b"trex", &full(0, &trex)));
+        let mvex = boxed(*b"mvex", &boxed(*b"trex", &full(0, &trex)));
         let trak = video_trak(1, 90000, 0, 3000, IDENTITY);
-        let moov = boxed(b"moov", &[mvhd(1000, 0), trak, mvex].concat());
+        let moov = boxed(*b"moov", &[mvhd(1000, 0), trak, mvex].concat());
         let mut fragments = Vec::new();
         for index in 0..4u32 {
-            let tfhd = boxed(b"tfhd", &full(0x02_0000, &1u32.to_be_bytes()));
-            let tfdt = boxed(b"tfdt", &full(0, &(index * 30 * 3000).to_be_bytes()));
+            let tfhd = boxed(*b"tfhd", &full(0x02_0000, &1u32.to_be_bytes()));
+            let tfdt = boxed(*b"tfdt", &full(0, &(index * 30 * 3000).to_be_bytes()));
             // 30 samples, default duration from trex (3000 ticks at 90 kHz).
-            let trun = boxed(b"trun", &full(0, &30u32.to_be_bytes()));
-            let traf = boxed(b"traf", &[tfhd, tfdt, trun].concat());
-            fragments.extend(boxed(b"moof", &traf));
-            fragments.extend(boxed(b"mdat", &[0; 64]));
+            let trun = boxed(*b"trun", &full(0, &30u32.to_be_bytes()));
+            let fragment = boxed(*b"traf", &[tfhd, tfdt, trun].concat());
+            fragments.extend(boxed(*b"moof", &fragment));
+            fragments.extend(boxed(*b"mdat", &[0; 64]));
         }
-        let info = probe_bytes([ftyp(b"iso5"), moov, fragments].concat()).unwrap();
+        let info = probe_bytes([ftyp(*b"iso5"), moov, fragments].concat()).unwrap();
         assert_eq!(info.duration_s, Some(4.0));
         assert_eq!(info.frame_rate, Rational::new(30, 1));
     }
 
     #[test]
     fn garbage_is_corrupt() {
-        let mut file = ftyp(b"isom");
+        let mut file = ftyp(*b"isom");
         file.extend_from_slice(&[
             0, 0, 0, 0x10, 0x01, 0x02, 0xFF, 0xFE, 9, 9, 9, 9, 9, 9, 9, 9,
         ]);
@@ -1107,7 +1110,7 @@ mod tests {
 
     #[test]
     fn box_smaller_than_its_header_is_corrupt() {
-        let mut file = ftyp(b"isom");
+        let mut file = ftyp(*b"isom");
         file.extend_from_slice(&[0, 0, 0, 4, b'm', b'o', b'o', b'v']);
         let err = probe_bytes(file).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
@@ -1116,7 +1119,7 @@ mod tests {
 
     #[test]
     fn oversized_moov_length_is_incomplete_not_an_allocation() {
-        let mut file = ftyp(b"isom");
+        let mut file = ftyp(*b"isom");
         file.extend_from_slice(&[0, 0, 0, 1, b'm', b'o', b'o', b'v']);
         file.extend_from_slice(&u64::MAX.to_be_bytes());
         let err = probe_bytes(file).unwrap_err();
@@ -1129,14 +1132,14 @@ mod tests {
         // Make the trak claim far more bytes than the moov holds.
         let trak_at = moov.windows(4).position(|w| w == b"trak").unwrap() - 4;
         moov[trak_at..trak_at + 4].copy_from_slice(&0x7FFF_FFFFu32.to_be_bytes());
-        let info = probe_bytes([ftyp(b"isom"), moov].concat()).unwrap();
+        let info = probe_bytes([ftyp(*b"isom"), moov].concat()).unwrap();
         assert_eq!(info.video_codec.as_deref(), Some("h264"));
     }
 
     #[test]
     fn media_segment_without_moov_is_corrupt() {
-        let traf = boxed(b"traf", &boxed(b"tfhd", &full(0, &1u32.to_be_bytes())));
-        let file = [boxed(b"styp", b"msdh"), boxed(b"moof", &traf)].concat();
+        let traf = boxed(*b"traf", &boxed(*b"tfhd", &full(0, &1u32.to_be_bytes())));
+        let file = [boxed(*b"styp", b"msdh"), boxed(*b"moof", &traf)].concat();
         let err = probe_bytes(file).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt);
         assert!(err.message().contains("initialization segment"), "{err}");
