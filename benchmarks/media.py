@@ -22,6 +22,7 @@ from reelwatch.config import DEFAULT_VIDEO_EXTENSIONS
 __all__ = [
     "VIDEO_EXTENSIONS",
     "build_library",
+    "complete_videos",
     "copy_sources",
     "corpus_media_dir",
     "ensure_clips",
@@ -103,6 +104,24 @@ def media_files(folders: Iterable[Path]) -> list[Path]:
 def has_video_extension(path: Path) -> bool:
     """Tell whether the daemon's default extensions include this file's."""
     return path.suffix.lower().lstrip(".") in VIDEO_EXTENSIONS
+
+
+def complete_videos(files: Sequence[Path]) -> list[Path]:
+    """Keep the files with a video extension that the core reads as complete.
+
+    Libraries are built from these only. The daemon re-probes a truncated
+    file once more, in a job of its own, after the settle time, so a share
+    of broken files would turn the first index into a measure of that retry.
+    """
+    import reelwatch._core as core
+
+    videos = [path for path in files if has_video_extension(path)]
+    probes = core.probe_many([str(path) for path in videos])
+    return [
+        path
+        for path, probe in zip(videos, probes, strict=True)
+        if probe.ok and probe.complete
+    ]
 
 
 def copy_sources(files: Sequence[Path], dest: Path) -> list[Path]:

@@ -239,10 +239,10 @@ def _probe(sources: list[Path], temp: Path, plan: Plan, runs: int) -> dict[str, 
 
 
 def _library(sources: list[Path], temp: Path, plan: Plan) -> Library:
-    videos = [source for source in sources if media.has_video_extension(source)]
+    videos = media.complete_videos(sources)
     say(
         f"building a library of {plan.library_files} hard links of "
-        f"{len(videos)} clips in {plan.library_folders} folders"
+        f"{len(videos)} complete clips in {plan.library_folders} folders"
     )
     started = time.perf_counter()
     copies = media.copy_sources(videos, temp / "library-sources")
