@@ -13,6 +13,7 @@ pub mod codecs;
 #[cfg(test)]
 mod corpus;
 pub mod detect;
+mod es;
 pub mod flv;
 pub mod matroska;
 pub mod mp4;
