@@ -389,8 +389,9 @@ pub(crate) fn find_mpeg12_sequence(data: &[u8]) -> Option<VideoHeader> {
         profile: None,
         frame_rate: Rational::new(num, den),
     };
-    let rest = data.get(ext_start..)?;
-    if rest.len() >= 10 && rest[..4] == [0, 0, 1, 0xB5] && rest[4] >> 4 == 1 {
+    // Without the 10 bytes after the header, MPEG-1 and MPEG-2 look alike.
+    let rest = data.get(ext_start..ext_start + 10)?;
+    if rest[..4] == [0, 0, 1, 0xB5] && rest[4] >> 4 == 1 {
         video.codec = "mpeg2video";
         let profile_level = ((rest[4] & 0x0F) << 4) | (rest[5] >> 4);
         video.profile = mpeg2_profile_name(profile_level);
@@ -729,13 +730,23 @@ mod tests {
 
     #[test]
     fn mpeg1_sequence_without_extension_is_mpeg1() {
+        // A sequence header followed by a GOP header, not an extension.
         let data = [
-            0, 0, 1, 0xB3, 0x16, 0x01, 0x20, 0x14, 0xFF, 0xFF, 0xE0, 0x18, 0, 0,
+            0, 0, 1, 0xB3, 0x16, 0x01, 0x20, 0x14, 0xFF, 0xFF, 0xE0, 0x18, 0, 0, 1, 0xB8, 0, 0, 0,
+            0, 0, 0,
         ];
         let video = find_mpeg12_sequence(&data).unwrap();
         assert_eq!(video.codec, "mpeg1video");
         assert_eq!((video.width, video.height), (352, 288));
         assert_eq!(video.frame_rate, Rational::new(30000, 1001));
+    }
+
+    #[test]
+    fn sequence_header_without_following_bytes_gives_none() {
+        let data = [
+            0, 0, 1, 0xB3, 0x16, 0x01, 0x20, 0x14, 0xFF, 0xFF, 0xE0, 0x18, 0, 0,
+        ];
+        assert_eq!(find_mpeg12_sequence(&data), None);
     }
 
     #[test]
