@@ -189,7 +189,7 @@ class BenchDaemon(DaemonProcess):
         return started
 
     def wait_answering(self, *, timeout_s: float = 60.0) -> float:
-        """Wait until the socket answers ``status``; return the time it first did."""
+        """Wait until ``status`` gets a reply; return the perf_counter time of that."""
         return wait_for(
             self.is_answering,
             timeout_s=timeout_s,

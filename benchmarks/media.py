@@ -168,12 +168,12 @@ def build_library(
     """
     per_folder, extra = divmod(files, folders)
     cycle = itertools.cycle(sources)
-    made = []
+    created = []
     for index in range(folders):
         folder = root / f"d{index:04d}"
         folder.mkdir(parents=True)
         for slot in range(per_folder + (1 if index < extra else 0)):
             source = next(cycle)
             os.link(source, folder / f"{slot:03d}_{source.name}")
-        made.append(folder)
-    return made
+        created.append(folder)
+    return created

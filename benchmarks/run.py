@@ -33,7 +33,7 @@ from harness import OUT_DIR, REPO, free_disk_bytes, say, summarize, workspace
 PARTS = ("probe", "index", "resources", "recheck", "events", "burst", "socket")
 DAEMON_PARTS = {"index", "resources", "recheck", "events", "burst"}
 
-# The temporary tree holds hard links (no data), a few thousand small copies
+# The temporary tree contains hard links (no data), a few thousand small copies
 # and one SQLite catalog per daemon start; this leaves a wide margin.
 _MIN_FREE_BYTES = 4 * 1024**3
 
@@ -165,8 +165,8 @@ def _install_requirements() -> None:
         check=False,
     )
     if completed.returncode != 0:
-        # Without matplotlib the plots are skipped; without pymediainfo its
-        # peer is; both say so in the results.
+        # Without matplotlib the plots are skipped, and without pymediainfo
+        # its peer is. The output names what was skipped and why.
         say(f"pip failed with {completed.returncode}; going on without {missing}")
 
 

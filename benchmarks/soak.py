@@ -5,8 +5,8 @@ Not part of ``make bench``. Writes ``benchmarks/out/soak.json`` and, unless
 ``--no-docs``, the soak section of ``docs/benchmarks.md``.
 
 While the churn runs, new files are written (so they must settle first),
-renamed inside the library, moved out of it and deleted; clients call
-``status`` and ``videos.list`` on their own connections. Every action and
+renamed inside the library, moved out of it and deleted. Meanwhile clients
+call ``status`` and ``videos.list``, each on its own connection. Every action and
 request loop is bounded by the deadline. At the end the churn stops, the
 daemon is given time to go idle, and its full listing is compared with the
 video files on disk.
@@ -217,10 +217,10 @@ def _client(daemon: BenchDaemon, stop: threading.Event, requests: Counter[str]) 
 
 
 class _Churn:
-    """Random file operations inside the library, and the truth about the disk.
+    """Random file operations inside the library, and the list of files on disk.
 
-    New files are written in place (so their mtime is new and the daemon
-    waits for them to settle); renames and moves keep the inode.
+    New files are written in place, so their mtime is new and the daemon
+    waits for them to settle. Renames and moves keep the inode.
     """
 
     def __init__(self, root: Path, outside: Path, clip: Path) -> None:
