@@ -252,8 +252,11 @@ class AnyioJobQueue:
             params = {**updated.params, "recursive": True}
             updated = msgspec.structs.replace(updated, params=params)
         if updated is not job:
-            await self._repository.update_job(updated)
+            # Replace the pending entry before the write: a worker may take
+            # the job while the write waits, and putting it back afterwards
+            # would run the same job twice.
             self._pending[job.id] = updated
+            await self._repository.update_job(updated)
         return updated
 
     def _add_pending(self, job: Job) -> None:
