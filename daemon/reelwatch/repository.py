@@ -103,6 +103,38 @@ class Repository(Protocol):
         """Return the entry for ``path``, or None."""
         ...
 
+    async def videos_under(self, under: str) -> list[Video]:
+        """Return every entry at or under ``under``, in path order."""
+        ...
+
+    async def videos_with_inodes(self, keys: Sequence[tuple[int, int]]) -> list[Video]:
+        """Return the entries whose ``(device, inode)`` is one of ``keys``."""
+        ...
+
+    async def move_video(self, old_path: str, video: Video) -> bool:
+        """Give the entry at ``old_path`` the path and fields of ``video``.
+
+        The entry keeps its ``id``; an entry already at the new path is
+        replaced. Returns False when no entry has ``old_path``.
+        """
+        ...
+
+    async def move_tree(self, old: str, new: str, root: str) -> int:
+        """Rename the entries at and under ``old`` to the same places under ``new``.
+
+        Entries keep their ``id``; ``root`` becomes their root. Entries already
+        at or under ``new`` are replaced. Returns how many entries moved.
+        """
+        ...
+
+    async def restore_videos(self, videos: Sequence[Video]) -> None:
+        """Insert entries with the ``id`` they carry, replacing any at their paths.
+
+        For entries that were deleted and then found again under a new path,
+        so that they keep their identity.
+        """
+        ...
+
     async def list_videos(
         self, *, under: str | None, limit: int, cursor: str | None
     ) -> VideoPage:
@@ -572,6 +604,108 @@ class SQLiteRepository:
         )
         return _video_from_row(rows[0]) if rows else None
 
+    async def videos_under(self, under: str) -> list[Video]:
+        where, params = _under_clause(under)
+        rows = await self._fetchall(
+            f"{_VIDEO_SELECT} WHERE {where} ORDER BY path", params
+        )
+        return [_video_from_row(row) for row in rows]
+
+    async def videos_with_inodes(self, keys: Sequence[tuple[int, int]]) -> list[Video]:
+        videos: list[Video] = []
+        unique = sorted(set(keys))
+        # Stay below SQLite's default limit of 32,766 host parameters.
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = " OR ".join("(device = ? AND inode = ?)" for _ in chunk)
+            params = [
+                value
+                for device, inode in chunk
+                for value in (_to_int64(device), _to_int64(inode))
+            ]
+            rows = await self._fetchall(f"{_VIDEO_SELECT} WHERE {marks}", params)
+            videos.extend(_video_from_row(row) for row in rows)
+        return videos
+
+    async def move_video(self, old_path: str, video: Video) -> bool:
+        old = _encode_path(old_path)
+        row = _video_row(video)
+        changed = await self._write(
+            [
+                (
+                    "DELETE FROM videos WHERE path = ? AND path != ?",
+                    (row[0], old),
+                ),
+                (
+                    "UPDATE videos SET path = ?, "
+                    + ", ".join(f"{column} = ?" for column in _VIDEO_COLUMNS)
+                    + " WHERE path = ?",
+                    (*row, old),
+                ),
+            ]
+        )
+        return changed > 0
+
+    async def move_tree(self, old: str, new: str, root: str) -> int:
+        old_bytes = _directory_prefix(old)
+        new_bytes = _directory_prefix(new)
+        if old_bytes == new_bytes:
+            return 0
+        old_where, old_params = _under_clause(old)
+        new_where, new_params = _under_clause(new)
+        rows = await self._fetchall(
+            f"SELECT id, path FROM videos WHERE {old_where}", old_params
+        )
+        if not rows:
+            return 0
+        renames = [
+            (video_id, new_bytes + bytes(path)[len(old_bytes) :])
+            for video_id, path in rows
+        ]
+        # Each row first gets a path no file can have (absolute paths start
+        # with "/"), so the UNIQUE index never sees two rows with one path
+        # while a folder moves into a name that overlaps its old one.
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (
+                f"DELETE FROM videos WHERE {new_where} AND NOT {old_where}",
+                (*new_params, *old_params),
+            ),
+        ]
+        statements.extend(
+            (
+                "UPDATE videos SET path = ? WHERE id = ?",
+                (b"\x01" + bytes(path), video_id),
+            )
+            for video_id, path in rows
+        )
+        statements.extend(
+            (
+                "UPDATE videos SET path = ?, root = ? WHERE id = ?",
+                (path, _encode_path(root), video_id),
+            )
+            for video_id, path in renames
+        )
+        await self._write(statements)
+        return len(renames)
+
+    async def restore_videos(self, videos: Sequence[Video]) -> None:
+        ordered = sorted(videos, key=lambda video: _encode_path(video.path))
+        statements: list[tuple[str, Sequence[Any]]] = []
+        for video in ordered:
+            row = _video_row(video)
+            statements.append(("DELETE FROM videos WHERE path = ?", (row[0],)))
+            statements.append(
+                (
+                    "INSERT OR REPLACE INTO videos (id, path, "
+                    + ", ".join(_VIDEO_COLUMNS)
+                    + ") VALUES (?, ?"
+                    + ", ?" * len(_VIDEO_COLUMNS)
+                    + ")",
+                    (video.id, *row),
+                )
+            )
+        await self._write(statements)
+
     async def list_videos(
         self, *, under: str | None, limit: int, cursor: str | None
     ) -> VideoPage:
@@ -789,6 +923,50 @@ class MemoryRepository:
     async def get_video(self, path: str) -> Video | None:
         self._check_open()
         return self._videos.get(_encode_path(path))
+
+    async def videos_under(self, under: str) -> list[Video]:
+        self._check_open()
+        return [self._videos[key] for key in self._under(under)]
+
+    async def videos_with_inodes(self, keys: Sequence[tuple[int, int]]) -> list[Video]:
+        self._check_open()
+        wanted = set(keys)
+        return [
+            video
+            for _, video in sorted(self._videos.items())
+            if (video.device, video.inode) in wanted
+        ]
+
+    async def move_video(self, old_path: str, video: Video) -> bool:
+        self._check_open()
+        existing = self._videos.pop(_encode_path(old_path), None)
+        if existing is None:
+            return False
+        moved = msgspec.structs.replace(video, id=existing.id)
+        self._videos[_encode_path(video.path)] = moved
+        return True
+
+    async def move_tree(self, old: str, new: str, root: str) -> int:
+        self._check_open()
+        old_bytes = _directory_prefix(old)
+        new_bytes = _directory_prefix(new)
+        if old_bytes == new_bytes:
+            return 0
+        moving = {key: self._videos.pop(key) for key in self._under(old)}
+        for key in self._under(new):
+            del self._videos[key]
+        for key, video in moving.items():
+            new_key = new_bytes + key[len(old_bytes) :]
+            self._videos[new_key] = msgspec.structs.replace(
+                video, path=os.fsdecode(new_key), root=root
+            )
+        return len(moving)
+
+    async def restore_videos(self, videos: Sequence[Video]) -> None:
+        self._check_open()
+        for video in videos:
+            self._videos[_encode_path(video.path)] = video
+            self._next_video_id = max(self._next_video_id, video.id + 1)
 
     async def list_videos(
         self, *, under: str | None, limit: int, cursor: str | None

@@ -11,6 +11,12 @@ read.
 A file whose container ends early is kept without an error and retried after
 the settle period. If it is still cut short and unchanged then, it is
 recorded with an ``incomplete`` error and probed again when it changes.
+
+A new path whose device and inode belong to an entry whose own path is gone
+is a moved file: the entry takes the new path and keeps its ``id``. Entries
+removed by a scan are remembered for a while (:class:`RemovedEntries`), so a
+move is recognised whichever of the two scans, of the old or of the new
+place, runs first.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from .repository import FileState, Repository, is_same_or_under
 
 __all__ = [
     "FileError",
+    "RemovedEntries",
     "ScanResult",
     "Scanner",
     "SettleTracker",
@@ -49,6 +56,11 @@ log = structlog.get_logger(__name__)
 
 # Per-file errors kept in a job's result; error_count has the full number.
 _MAX_ERRORS_IN_RESULT = 100
+
+# How long a removed entry can still be claimed by its file under a new path.
+# The scans of the old and the new place of a moved folder are queued from the
+# same event batch, so they normally run seconds apart.
+_MOVE_WINDOW_S = 120.0
 
 Clock = Callable[[], float]
 
@@ -66,6 +78,8 @@ class ScanResult(msgspec.Struct, kw_only=True):
 
     * ``scanned``: video files found.
     * ``new``, ``updated``, ``removed``: catalog entries changed.
+    * ``moved``: entries that followed their file to a new path.
+    * ``probed``: files whose headers were read.
     * ``skipped``: unchanged files that were not probed again.
     * ``settling``: files still being written, which are retried later.
     * ``incomplete``: files whose container ends early.
@@ -77,6 +91,8 @@ class ScanResult(msgspec.Struct, kw_only=True):
     new: int = 0
     updated: int = 0
     removed: int = 0
+    moved: int = 0
+    probed: int = 0
     skipped: int = 0
     settling: int = 0
     incomplete: int = 0
@@ -174,6 +190,63 @@ class SettleTracker:
                     await self._changed.wait()
 
 
+class RemovedEntries:
+    """Entries deleted in the last few minutes, by ``(device, inode)``.
+
+    A moved folder produces a scan of its old place, which deletes the
+    entries, and a scan of its new place. When the deletion runs first, the
+    new scan finds the entries here and restores them with their ``id``.
+    The memory is lost on restart; a move made while the daemon is stopped
+    gives new ids.
+    """
+
+    def __init__(self, window_s: float = _MOVE_WINDOW_S) -> None:
+        self._window_s = window_s
+        self._entries: dict[tuple[int, int], list[tuple[float, Video]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._entries.values())
+
+    def add(self, videos: Iterable[Video]) -> None:
+        """Remember deleted entries until the window ends."""
+        expires = anyio.current_time() + self._window_s
+        for video in videos:
+            self._entries.setdefault((video.device, video.inode), []).append(
+                (expires, video)
+            )
+
+    def candidates(self, key: tuple[int, int]) -> list[Video]:
+        """Return the remembered entries with this ``(device, inode)``."""
+        now = anyio.current_time()
+        entries = [item for item in self._entries.get(key, []) if item[0] > now]
+        if entries:
+            self._entries[key] = entries
+        else:
+            self._entries.pop(key, None)
+        return [video for _, video in entries]
+
+    def claim(self, video: Video) -> None:
+        """Forget an entry that was restored under a new path."""
+        key = (video.device, video.inode)
+        remaining = [
+            item for item in self._entries.get(key, []) if item[1] is not video
+        ]
+        if remaining:
+            self._entries[key] = remaining
+        else:
+            self._entries.pop(key, None)
+
+    def prune(self) -> None:
+        """Forget every entry whose window has ended."""
+        now = anyio.current_time()
+        for key in list(self._entries):
+            kept = [item for item in self._entries[key] if item[0] > now]
+            if kept:
+                self._entries[key] = kept
+            else:
+                del self._entries[key]
+
+
 class Scanner:
     """The handler of scan jobs.
 
@@ -183,6 +256,7 @@ class Scanner:
         config: roots, extensions, ignore globs, settle time, batch size.
         settle: where files that are still being written are parked.
         clock: the wall clock (Unix seconds), compared with file mtimes.
+        removed: recently deleted entries that a moved file may claim.
     """
 
     def __init__(
@@ -193,12 +267,21 @@ class Scanner:
         config: Config,
         settle: SettleTracker,
         clock: Clock = time.time,
+        removed: RemovedEntries | None = None,
     ) -> None:
         self._repository = repository
         self._core = core
-        self._config = config
         self._settle = settle
         self._clock = clock
+        self._removed = removed if removed is not None else RemovedEntries()
+        # When each waiting file was first seen with its current stat.
+        self._first_seen: dict[str, tuple[_Identity, float]] = {}
+        self.probes_total = 0
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Use a new configuration (after a reload) for the scans that start next."""
+        self._config = config
         self._roots = config.allowed_scan_roots
         self._extensions = config.scan.extensions
         self._ignore = config.scan.ignore_globs
@@ -244,6 +327,8 @@ class Scanner:
             new=result.new,
             updated=result.updated,
             removed=result.removed,
+            moved=result.moved,
+            probed=result.probed,
             skipped=result.skipped,
             settling=result.settling,
             errors=result.error_count,
@@ -257,7 +342,24 @@ class Scanner:
             offline = await self._repository.set_offline(root, True)
             log.warning("root_missing", root=root, entries_marked_offline=offline)
             return
+        if not await anyio.to_thread.run_sync(os.path.isdir, root):
+            # The path vanished with its root (a drive unplugged, a folder
+            # deleted): keep the entries until the root is back.
+            await self._repository.set_offline(path, True)
+            return
+        gone = await self._repository.videos_under(path)
         result.removed = await self._repository.delete_videos_under(path)
+        self._removed.add(gone)
+
+    async def _delete(self, paths: Sequence[str]) -> int:
+        videos = [
+            video
+            for video in [await self._repository.get_video(path) for path in paths]
+            if video is not None
+        ]
+        removed = await self._repository.delete_videos(paths)
+        self._removed.add(videos)
+        return removed
 
     async def _walk(self, path: str, recursive: bool) -> WalkResult:
         walk = await self._core.walk(
@@ -301,10 +403,14 @@ class Scanner:
                 unreadable_dirs.append(error.path)
 
         result.scanned = len(walk.files)
+        on_disk = {entry.path for entry in walk.files}
         to_probe = self._select_for_probe(walk.files, known, result)
+        new_files = [entry for entry in to_probe if entry.path not in known]
+        if new_files:
+            adopted = await self._adopt_moved(root, new_files, on_disk, known, result)
+            to_probe = [entry for entry in to_probe if entry.path not in adopted]
         await self._probe_all(root, to_probe, known, result, context)
 
-        on_disk = {entry.path for entry in walk.files}
         deleted = [
             known_path
             for known_path in known
@@ -312,10 +418,93 @@ class Scanner:
             and (recursive or os.path.dirname(known_path) == path or known_path == path)
             and not any(is_same_or_under(known_path, bad) for bad in unreadable_dirs)
         ]
+        if deleted and not walk.files and await self._looks_unmounted(path, known):
+            offline = await self._repository.set_offline(path, True)
+            log.warning(
+                "filesystem_unmounted", path=path, entries_marked_offline=offline
+            )
+            return
         if deleted:
-            result.removed += await self._repository.delete_videos(deleted)
+            result.removed += await self._delete(deleted)
         if path == root and not walk.errors:
             await self._repository.set_offline(root, False)
+
+    async def _looks_unmounted(self, path: str, known: dict[str, FileState]) -> bool:
+        """Tell whether an empty ``path`` is a mount point whose drive is gone.
+
+        An unmounted drive leaves its empty mount point folder behind, on
+        another device than the entries. Deleting the entries then would wipe
+        the catalog of a drive that was only unplugged.
+        """
+        device = await anyio.to_thread.run_sync(_device_of, path)
+        return device is not None and all(s.device != device for s in known.values())
+
+    async def _adopt_moved(
+        self,
+        root: str,
+        new_files: Sequence[WalkEntry],
+        on_disk: set[str],
+        known: dict[str, FileState],
+        result: ScanResult,
+    ) -> set[str]:
+        """Move the entries of files that now have another path; return the paths done.
+
+        A candidate is an entry with the same device, inode, size and mtime
+        whose own path no longer holds that inode. When another cataloged
+        path still holds the inode (a hard link), the new path gets its own
+        entry instead. A moved entry whose probe was complete and without
+        error needs no new probe; the others are moved, then probed again.
+        """
+        keys = [(entry.device, entry.inode) for entry in new_files]
+        stored = await self._repository.videos_with_inodes(keys)
+        by_key: dict[tuple[int, int], list[Video]] = {}
+        for video in stored:
+            if video.path not in on_disk:
+                by_key.setdefault((video.device, video.inode), []).append(video)
+        live_elsewhere = await anyio.to_thread.run_sync(
+            _paths_holding_inode,
+            [(video.path, video.device, video.inode) for video in stored],
+        )
+
+        adopted: set[str] = set()
+        claimed: set[int] = set()
+        for entry in new_files:
+            key = (entry.device, entry.inode)
+            cataloged = [v for v in stored if (v.device, v.inode) == key]
+            if any(
+                v.path in live_elsewhere and v.path != entry.path for v in cataloged
+            ):
+                continue  # a hard link: never a move
+            candidates = [
+                video
+                for video in by_key.get(key, []) + self._removed.candidates(key)
+                if video.id not in claimed
+                and video.size == entry.size
+                and video.mtime_ns == entry.mtime_ns
+            ]
+            if not candidates:
+                continue
+            name = os.path.basename(entry.path)
+            old = min(
+                candidates,
+                key=lambda v: (os.path.basename(v.path) != name, v.path),
+            )
+            claimed.add(old.id)
+            moved = msgspec.structs.replace(
+                old, path=entry.path, root=root, ctime_ns=entry.ctime_ns, offline=False
+            )
+            if old in by_key.get(key, []):
+                await self._repository.move_video(old.path, moved)
+            else:
+                self._removed.claim(old)
+                await self._repository.restore_videos([moved])
+            log.info("file_moved", old_path=old.path, path=entry.path, video_id=old.id)
+            result.moved += 1
+            if old.error_kind is None and old.complete is not False:
+                adopted.add(entry.path)
+            else:
+                known[entry.path] = _state_of(moved)
+        return adopted
 
     def _select_for_probe(
         self,
@@ -359,6 +548,28 @@ class Scanner:
         if context is not None and entries:
             context.set_progress(done, len(entries))
 
+    def _settle_wait_s(self, path: str, identity: _Identity, now_ns: int) -> float:
+        """Return how much longer ``path`` must stay unchanged before its probe.
+
+        A file is settled when its mtime is ``settle_s`` old, or when its size,
+        mtime and inode have not changed for ``settle_s`` since this scanner
+        first saw them (which covers an mtime in the future).
+        """
+        settle_s = self._config.scan.settle_s
+        age_s = (now_ns - identity.mtime_ns) / 1e9
+        now = anyio.current_time()
+        seen = self._first_seen.get(path)
+        if seen is None or seen[0] != identity:
+            self._first_seen[path] = (identity, now)
+            stable_s = 0.0
+        else:
+            stable_s = now - seen[1]
+        remaining = settle_s - max(age_s, stable_s)
+        if remaining <= 0:
+            self._first_seen.pop(path, None)
+            return 0.0
+        return min(remaining, settle_s)
+
     async def _probe_batch(
         self,
         root: str,
@@ -375,10 +586,11 @@ class Scanner:
         settled = []
         for path, identity in zip(paths, before, strict=True):
             if identity is None:
+                self._first_seen.pop(path, None)
                 continue
-            age_s = (now_ns - identity.mtime_ns) / 1e9
-            if age_s < settle_s:
-                self._settle.defer(path, settle_s - age_s)
+            wait_s = self._settle_wait_s(path, identity, now_ns)
+            if wait_s > 0:
+                self._settle.defer(path, wait_s)
                 result.settling += 1
             else:
                 settled.append((path, identity))
@@ -386,6 +598,8 @@ class Scanner:
         probes = await self._core.probe(
             [path for path, _ in settled], roots=self._roots
         )
+        result.probed += len(settled)
+        self.probes_total += len(settled)
         after = await anyio.to_thread.run_sync(
             _stat_identities, [path for path, _ in settled]
         )
@@ -511,10 +725,42 @@ def _video_from_probe(
     )
 
 
+def _state_of(video: Video) -> FileState:
+    return FileState(
+        video.size,
+        video.mtime_ns,
+        video.ctime_ns,
+        video.inode,
+        video.device,
+        video.complete,
+        video.error_kind,
+    )
+
+
+def _paths_holding_inode(entries: Sequence[tuple[str, int, int]]) -> set[str]:
+    """Return the paths that still exist and still have the given device and inode."""
+    live = set()
+    for path, device, inode in entries:
+        try:
+            info = os.lstat(path)
+        except OSError:
+            continue
+        if info.st_dev == device and info.st_ino == inode:
+            live.add(path)
+    return live
+
+
 def _identity_of(state: FileState) -> _Identity:
     return _Identity(
         state.size, state.mtime_ns, state.ctime_ns, state.inode, state.device
     )
+
+
+def _device_of(path: str) -> int | None:
+    try:
+        return os.stat(path).st_dev
+    except OSError:
+        return None
 
 
 def _stat_mode(path: str) -> int | None:
