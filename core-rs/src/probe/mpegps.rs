@@ -9,8 +9,9 @@
 //! presentation time in a window at the end of the file, plus one frame,
 //! minus the smallest first presentation time.
 //!
-//! Byte budget: at most [`HEAD_WINDOW`] bytes from the start, stopping once
-//! every stream found is described, and [`TAIL_WINDOW`] bytes from the end.
+//! Byte budget: [`FIRST_HEAD_WINDOW`] bytes from the start, or when a stream
+//! is still undescribed after them [`HEAD_WINDOW`] bytes (re-read from the
+//! start), plus [`TAIL_WINDOW`] bytes from the end.
 //!
 //! A file is [`ErrorKind::NoVideo`] when its system header lists no video
 //! stream, or when the head window covered the whole file and held no video
@@ -24,10 +25,10 @@ use super::reader::Reader;
 use super::{bit_rate, MediaInfo};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Bytes read from the start first; the full [`HEAD_WINDOW`] is read only
+/// when a stream is still undescribed after them.
+const FIRST_HEAD_WINDOW: u64 = 256 * 1024;
 const HEAD_WINDOW: u64 = 1024 * 1024;
-/// Bytes walked at least before stopping early, so that streams whose first
-/// packet comes a little later are still found.
-const MIN_HEAD: usize = 256 * 1024;
 const TAIL_WINDOW: u64 = 256 * 1024;
 /// Bytes of one stream's payload kept to find its codec header.
 const ES_BUFFER_LIMIT: usize = 64 * 1024;
@@ -118,15 +119,24 @@ struct Demux {
 /// Reads the container's headers from offset 0 of `reader`.
 pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
     let len = reader.len();
-    let mut demux = Demux::default();
-    reader.seek_to(0)?;
-    let head = reader.read_vec(HEAD_WINDOW.min(len), 1 << 20)?;
-    let covers_file = head.len() as u64 == len;
-    let head_end = demux.walk(&head, true, !covers_file);
-    for stream in &mut demux.streams {
-        stream.parse_header();
-    }
-    if demux.streams.is_empty() && covers_file && head_end < head.len() {
+    let mut window = FIRST_HEAD_WINDOW;
+    let (mut demux, head_len, head_end) = loop {
+        let mut demux = Demux::default();
+        reader.seek_to(0)?;
+        let head = reader.read_vec(window.min(len), 1 << 20)?;
+        let head_end = demux.walk(&head, true);
+        for stream in &mut demux.streams {
+            stream.parse_header();
+        }
+        let covers_file = head.len() as u64 == len;
+        let described = !demux.streams.is_empty() && demux.streams.iter().all(Stream::is_described);
+        if covers_file || described || window >= HEAD_WINDOW {
+            break (demux, head.len(), head_end);
+        }
+        window = HEAD_WINDOW;
+    };
+    let covers_file = head_len as u64 == len;
+    if demux.streams.is_empty() && covers_file && head_end < head_len {
         return Err(Error::incomplete(format!(
             "the program stream ends inside the packet at offset {head_end}, before any \
              elementary stream packet"
@@ -134,8 +144,7 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
     }
     if demux.streams.is_empty() && !covers_file {
         return Err(Error::corrupt(format!(
-            "no PES packet in the first {} bytes of the program stream",
-            head.len()
+            "no PES packet in the first {head_len} bytes of the program stream"
         )));
     }
 
@@ -145,7 +154,7 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
         let start = len.saturating_sub(TAIL_WINDOW).max(head_end as u64);
         reader.seek_to(start)?;
         let tail = reader.read_vec(len - start, 1 << 20)?;
-        demux.walk(&tail, false, false);
+        demux.walk(&tail, false);
     }
     let complete = demux.ends_whole;
     demux.into_media_info(len, covers_file, complete)
@@ -153,7 +162,7 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
 
 impl Demux {
     /// Walks packs and packets in `data`; returns where the walk stopped.
-    fn walk(&mut self, data: &[u8], head: bool, stop_early: bool) -> usize {
+    fn walk(&mut self, data: &[u8], head: bool) -> usize {
         let mut offset = 0;
         self.ends_whole = false;
         while let Some(start) = next_start_code(data, offset) {
@@ -175,13 +184,6 @@ impl Demux {
             }
             self.ends_whole = end == data.len();
             offset = end;
-            if stop_early
-                && offset >= MIN_HEAD
-                && !self.streams.is_empty()
-                && self.streams.iter().all(Stream::is_described)
-            {
-                return offset;
-            }
         }
         data.len()
     }
