@@ -118,11 +118,10 @@ fn map_rename(
             from: from.clone(),
             to: to.clone(),
         }],
-        // A half with no tracker cannot be paired, and other modes carry no direction.
-        (RenameMode::From, None, _) => paths
-            .into_iter()
-            .map(|path| Observation::Simple(ChangeKind::Removed, path))
-            .collect(),
+        // IN_MOVE_SELF of a folder below the root: its parent's watch already reported the
+        // move with a tracker, so this copy adds nothing.
+        (RenameMode::From, None, _) => Vec::new(),
+        // Other modes carry no direction.
         _ => paths
             .into_iter()
             .map(|path| Observation::Simple(ChangeKind::Modified, path))
@@ -307,6 +306,15 @@ mod tests {
                 to: "/lib/b".into()
             }]
         );
+    }
+
+    #[test]
+    fn moved_folder_self_event_is_dropped() {
+        let event = at(
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            "/lib/season",
+        );
+        assert_eq!(map(event), Vec::new());
     }
 
     #[test]
