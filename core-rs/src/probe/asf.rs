@@ -441,7 +441,7 @@ fn build_info(
     })
 }
 
-/// The play duration less the preroll, widened by the spread of the
+/// Computes the play duration less the preroll, widened by the spread of the
 /// streams' first presentation times.
 fn duration_s(
     header: &Header,
@@ -520,7 +520,7 @@ mod tests {
         out
     }
 
-    /// A single-payload packet for `number` at `time_ms`, padded to `size`.
+    /// Builds a single-payload packet for `number` at `time_ms`, padded to `size`.
     fn packet(number: u8, time_ms: u32, size: usize) -> Vec<u8> {
         // No error correction, single payload, no length fields; replicated
         // data length is a byte, offset a dword, object number a byte.

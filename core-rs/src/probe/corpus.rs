@@ -5,7 +5,7 @@
 //! `media/` folder) or else at `../shared/corpus/media` next to the
 //! repository. Clips made by the corpus's `generate.sh` are read from the
 //! folder in `REELWATCH_GENERATED` when that is set. Tests skip, with a
-//! message, when neither holds a file of the container.
+//! message, when neither contains a file of the container.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

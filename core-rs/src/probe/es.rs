@@ -360,7 +360,7 @@ const MPEG12_FRAME_RATES: [(u64, u64); 8] = [
 
 /// Finds an MPEG-1/2 video sequence header (`00 00 01 B3`) and parses it and
 /// the sequence extension that follows it in MPEG-2. Without that extension
-/// the stream is MPEG-1, which is how ffmpeg's parser tells the two apart.
+/// the stream is MPEG-1, which is how ffmpeg's parser distinguishes the two.
 pub(crate) fn find_mpeg12_sequence(data: &[u8]) -> Option<VideoHeader> {
     let start = find_start_code(data, 0xB3)?;
     let header = data.get(start..start + 8)?;
@@ -608,7 +608,7 @@ pub(crate) fn parse_audio_frame(codec: &str, data: &[u8]) -> Option<AudioFrame> 
 }
 
 /// Finds the first audio frame of `codec` in `data`, checking that the next
-/// frame header follows where the first one says it ends (when `data` holds it).
+/// frame header follows at the end the first one's length gives (when `data` holds it).
 pub(crate) fn find_audio_frame(codec: &str, data: &[u8]) -> Option<AudioFrame> {
     (0..data.len()).find_map(|offset| {
         let frame = parse_audio_frame(codec, &data[offset..])?;

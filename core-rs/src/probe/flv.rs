@@ -218,7 +218,7 @@ fn read_video(data: &[u8]) -> VideoInfo {
     info
 }
 
-/// The SPS of an `AVCDecoderConfigurationRecord`, parsed.
+/// Parses the SPS of an `AVCDecoderConfigurationRecord`.
 fn avc_config_sps(record: &[u8]) -> Option<es::VideoHeader> {
     let sps_count = record.get(5)? & 0x1F;
     if sps_count == 0 {
@@ -229,7 +229,7 @@ fn avc_config_sps(record: &[u8]) -> Option<es::VideoHeader> {
     es::parse_h264_sps(nal.get(1..)?)
 }
 
-/// The picture size in a Sorenson H.263 picture header.
+/// Reads the picture size in a Sorenson H.263 picture header.
 fn sorenson_size(data: &[u8]) -> Option<(u32, u32)> {
     let mut bits = BitReader::new(data);
     if bits.bits(17)? != 1 {
@@ -248,7 +248,7 @@ fn sorenson_size(data: &[u8]) -> Option<(u32, u32)> {
     }
 }
 
-/// The picture size of a VP6 keyframe: FLV stores a byte of size
+/// Reads the picture size of a VP6 keyframe: FLV stores a byte of size
 /// adjustments first, and VP6 with alpha `alpha_skip` bytes of alpha offset.
 fn vp6_size(data: &[u8], alpha_skip: usize) -> Option<(u32, u32)> {
     let adjust = *data.first()?;

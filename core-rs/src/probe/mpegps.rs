@@ -371,7 +371,7 @@ fn packet_end(data: &[u8], start: usize) -> Option<usize> {
     (end <= data.len()).then_some(end)
 }
 
-/// The stream IDs a system header lists (bit 7 set marks an entry).
+/// Returns the stream IDs a system header lists (bit 7 set marks an entry).
 fn system_header_ids(header: &[u8]) -> Vec<u8> {
     header
         .get(12..)
@@ -382,7 +382,7 @@ fn system_header_ids(header: &[u8]) -> Vec<u8> {
         .collect()
 }
 
-/// The PTS and payload of a PES packet with an MPEG-2 or MPEG-1 header.
+/// Returns the PTS and payload of a PES packet with an MPEG-2 or MPEG-1 header.
 fn pes_payload(packet: &[u8]) -> Option<(Option<u64>, &[u8])> {
     if let Some(header) = es::pes_header_length(packet) {
         return Some((es::pes_pts(packet), packet.get(header..)?));

@@ -10,7 +10,7 @@
 //!
 //! Byte budget: at most [`HEAD_WINDOW`] bytes from the start, stopping early
 //! once every audio and video stream is described, and [`TAIL_WINDOW`] bytes
-//! from the end, doubled up to three times while it holds no timestamp.
+//! from the end, doubled up to three times while it contains no timestamp.
 //!
 //! A file is [`ErrorKind::NoVideo`] only when every PMT that the PAT lists
 //! was read and none of them lists a video stream type. A file whose head
@@ -74,7 +74,7 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>, packet_size: u16) -> Result
     demux.into_media_info(len, last_packet_whole)
 }
 
-/// Where the sync byte and the TS header sit in a packet.
+/// Position of the sync byte and the TS header within a packet.
 #[derive(Debug, Clone, Copy)]
 struct Layout {
     size: u16,
@@ -174,7 +174,7 @@ impl Stream {
         self.es.clear();
     }
 
-    /// The frame rate the SPS or sequence header states, or else the one the
+    /// Returns the frame rate the SPS or sequence header states, or else the one the
     /// smallest step between the first presentation times suggests.
     fn frame_rate(&self) -> Option<Rational> {
         if let Some(rate) = self.video.as_ref().and_then(|v| v.frame_rate) {
@@ -352,7 +352,7 @@ impl Demux {
             self.handle_packet(&chunk[offset + sync..offset + packet], head);
             offset += packet;
         }
-        // The last whole packet of the file tells whether it still has sync.
+        // The last whole packet of the file shows whether it still has sync.
         if offset >= packet {
             self.last_sync_ok = Some(chunk[offset - packet + sync] == 0x47);
         }
@@ -527,7 +527,7 @@ impl Demux {
         (end > 0).then(|| end as f64 / CLOCK_HZ as f64)
     }
 
-    /// The stream's end time in ticks after `start`.
+    /// Returns the stream's end time in ticks after `start`.
     fn stream_end(&self, stream: &Stream, start: u64) -> Option<u64> {
         let last = *self.timing.max_pts.get(&stream.pid)?;
         let mut end = (last + PTS_WRAP - start) % PTS_WRAP + stream.frame_ticks();
@@ -683,7 +683,7 @@ fn find_registration(data: &[u8]) -> Option<[u8; 4]> {
         .and_then(|(_, body)| body[..4].try_into().ok())
 }
 
-/// The kind and ffmpeg codec name of a PMT stream type, following the order
+/// Returns the kind and ffmpeg codec name of a PMT stream type, following the order
 /// of ffmpeg 5.1's `mpegts.c`: ISO types, then HDMV types in Blu-ray streams,
 /// then descriptors, then the ATSC and SCTE types.
 fn classify(stream_type: u8, descriptors_data: &[u8], hdmv: bool) -> (Kind, Option<&'static str>) {
@@ -1006,7 +1006,7 @@ mod corpus_tests {
 
     #[test]
     fn corpus_transport_streams_match_ffprobe() {
-        // M2TS.mts holds 7 packets and no whole AC-3 frame for ffprobe's
+        // M2TS.mts contains 7 packets and no whole AC-3 frame for ffprobe's
         // decoder, which then reports a sample rate of 0; the frame header
         // states 48000 Hz.
         let known = [("M2TS.mts", "audio_sample_rate")];

@@ -9,7 +9,7 @@
 //!
 //! Byte budget: the BOS pages (at most [`MAX_BOS_PAGES`] pages of at most
 //! 65 307 bytes, in practice a few hundred bytes) plus [`TAIL_WINDOW`] bytes
-//! from the end, doubled up to twice while it holds no usable page.
+//! from the end, doubled up to twice while it contains no usable page.
 //!
 //! A file is [`ErrorKind::NoVideo`] when none of its BOS pages starts a video
 //! stream. NOTE: a chained Ogg file can start new streams later; a chain that
@@ -25,7 +25,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// BOS pages read at most; each starts one logical stream.
 const MAX_BOS_PAGES: usize = 64;
 /// Bytes read from the end for the last granule positions: more than the
-/// largest page (27 + 255 + 255 * 255 bytes), so the window holds a whole one.
+/// largest page (27 + 255 + 255 * 255 bytes), so the window contains a whole one.
 const TAIL_WINDOW: u64 = 72 * 1024;
 /// Largest tail window, after doubling twice.
 const MAX_TAIL_WINDOW: usize = 4 * 72 * 1024;
@@ -40,7 +40,7 @@ enum Kind {
     Other,
 }
 
-/// How a stream's granule position turns into seconds.
+/// Conversion from a stream's granule position to seconds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Clock {
     /// Theora: a keyframe number shifted left, plus frames since it.
@@ -334,7 +334,7 @@ fn page_at(data: &[u8], start: usize) -> Option<(usize, u64, u32)> {
     Some((end, granule, serial))
 }
 
-/// The Ogg page checksum: CRC-32 with polynomial 0x04C11DB7, initial value 0,
+/// Computes the Ogg page checksum: CRC-32 with polynomial 0x04C11DB7, initial value 0,
 /// no reflection, computed with the checksum field taken as zero.
 fn ogg_crc(page: &[u8]) -> u32 {
     let mut crc = 0u32;
