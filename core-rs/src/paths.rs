@@ -9,9 +9,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, ErrorKind, Result};
 
-/// Longest path Linux accepts, in bytes (`PATH_MAX`, including the final NUL).
+/// Maximum path length Linux accepts, in bytes (`PATH_MAX`, including the final NUL).
 pub const PATH_MAX: usize = 4096;
-/// Longest file name Linux file systems accept, in bytes (`NAME_MAX`).
+/// Maximum file name length Linux file systems accept, in bytes (`NAME_MAX`).
 pub const NAME_MAX: usize = 255;
 
 /// Rejects a path that no system call could accept: empty, containing a NUL

@@ -261,7 +261,7 @@ fn scan_segment<R: Read + Seek>(reader: &mut Reader<R>, segment: &Segment) -> Re
                 scan.tracks = Some(reader.read_vec(size, MAX_TRACKS)?);
             }
             ID_CLUSTER if scan.info_position.is_some() || scan.tracks_position.is_some() => {
-                // The SeekHead says where the rest is; no need to walk clusters.
+                // The SeekHead gives the offsets of the rest, so clusters need no walk.
                 break;
             }
             _ => {}
@@ -563,7 +563,7 @@ fn fill_audio(info: &mut MediaInfo, audio: &TrackEntry) {
         info.audio_sample_rate = Some(rounded);
     }
     if codec == Some("opus") {
-        // Opus always decodes at 48 kHz, whatever the header says.
+        // Opus always decodes at 48 kHz, whatever rate the header stores.
         info.audio_sample_rate = Some(48_000);
     }
 }
@@ -793,5 +793,28 @@ mod tests {
         let mut file = vec![0x1A, 0x45, 0xDF, 0xA3];
         file.extend((0..2000u32).map(|i| u8::try_from(i * 7919 % 251).unwrap()));
         assert!(probe_bytes(file).is_err());
+    }
+}
+
+#[cfg(test)]
+mod corpus_tests {
+    use super::super::corpus;
+
+    #[test]
+    fn corpus_matroska_files_match_ffprobe() {
+        // Without DefaultDuration ffprobe estimates the rate from the first
+        // packets' timestamps; the probe reports none.
+        let known = [
+            ("annex-b-avc.mkv", "frame_rate"),
+            ("bbb-vp9-opus.webm", "frame_rate"),
+            ("chrome57.webm", "frame_rate"),
+        ];
+        let report = corpus::run(&[".mkv", ".webm"], &known, crate::probe::probe_reader);
+        if report.is_empty() {
+            eprintln!("skipped: no Matroska file with ffprobe JSON in the corpus folders");
+            return;
+        }
+        let failures: Vec<_> = report.iter().filter(|(_, p)| !p.is_empty()).collect();
+        assert!(failures.is_empty(), "{failures:#?}");
     }
 }
