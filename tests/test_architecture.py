@@ -1,8 +1,8 @@
 """Check that the architecture documents name what the code defines, and no more.
 
 Each checked list sits under a fixed heading in a file of docs/architecture/:
-a bullet list (``- `name` - what it is``) or a table whose first cell holds the
-name in backticks. The list runs to the next heading of level one or two, so
+a bullet list (``- `name` - what it is``) or a table whose first cell contains
+the name in backticks. The list runs to the next heading of level one or two, so
 ``###`` subheadings may group it. Adding a module, a protocol method, a job
 state or a configuration key to the code therefore means adding one line to
 the matching list, and removing one means removing its line.
@@ -170,8 +170,8 @@ def test_configuration_keys_documented() -> None:
     check_names(CONFIG_KEYS, config_keys(Config))
 
 
-# A repository path in backticks; a `:line` suffix is left out, and a path
-# with glob characters is a pattern, not a file, so it is not matched.
+# A repository path in backticks, without a `:line` suffix. A path with glob
+# characters is a pattern rather than a file, so it does not match.
 _SOURCE_PATH = re.compile(
     r"`((?:daemon|core-rs|config|systemd|docs|tests|benchmarks)/[^`\s:*?]+)(?::\d+)?`"
 )
