@@ -386,9 +386,10 @@ async def test_interrupted_job_runs_again_after_restart(tmp_path: Path) -> None:
     assert job.result == {"scanned": 1, "path": "/media/a"}
 
 
-async def test_cancelled_queue_leaves_job_running_for_restart(
+async def test_cancelled_queue_puts_running_job_back_to_pending(
     tmp_path: Path,
 ) -> None:
+    """A shutdown interrupts the running job; its row is pending, not running."""
     repository = SQLiteRepository(str(tmp_path / "jobs.db"))
     await repository.open()
     queue = AnyioJobQueue(repository)
@@ -402,7 +403,8 @@ async def test_cancelled_queue_leaves_job_running_for_restart(
     await repository.close()
 
     assert stored is not None
-    assert stored.status == JobState.RUNNING
+    assert stored.status == JobState.PENDING
+    assert stored.started_at is None
 
 
 def test_job_struct_round_trips() -> None:

@@ -78,7 +78,12 @@ _SOCKET_FILE_NAME = "reelwatch.sock"
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["auto", "json", "console"]
-_CHOICES = {"log_level": get_args(LogLevel), "log_format": get_args(LogFormat)}
+WatcherKind = Literal["core", "watchfiles"]
+_CHOICES = {
+    "log_level": get_args(LogLevel),
+    "log_format": get_args(LogFormat),
+    "scan.watcher": get_args(WatcherKind),
+}
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -121,6 +126,9 @@ class ScanConfig(_Section, frozen=True):
     finished_jobs_keep: Annotated[int, msgspec.Meta(ge=0)] = 1000
     finished_jobs_max_age_s: NonNegativeFloat = 7 * 24 * 3600.0
     force_polling: bool = False
+    # "core": the Rust core's watcher, which reports lost events and falls
+    # back to polling per root; "watchfiles": the watchfiles package.
+    watcher: WatcherKind = "core"
 
     @property
     def ignore_globs(self) -> tuple[str, ...]:

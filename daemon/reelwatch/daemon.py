@@ -12,21 +12,44 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import anyio
 import anyio.abc
+import msgspec
 import structlog
 
 from . import __version__
 from .config import Config
 from .core import Core, load_core
-from .errors import InvalidParamsError, PathNotAllowedError
+from .errors import ConfigError, InvalidParamsError, PathNotAllowedError
+from .events import (
+    ChangeJournal,
+    EventBus,
+    ObservedEventSource,
+    PublishingRepository,
+    Subscription,
+    Synchronizer,
+    find_video,
+    list_changes,
+)
 from .jobs import AnyioJobQueue, JobQueue, Priority
-from .models import Job, JobKind, JobState, RootState, RootStatus, Status, VideoPage
+from .metrics import ChangeTimer, DaemonMetrics, MeteredCore, compute_stats
+from .models import (
+    Job,
+    JobKind,
+    JobState,
+    RootState,
+    RootStatus,
+    Status,
+    Video,
+    VideoPage,
+)
+from .protocol import CatalogStats, VideosListResult
 from .repository import Repository, SQLiteRepository
-from .scanner import Scanner, SettleTracker, normalize_path, root_for
-from .server import ControlServer
+from .scanner import RemovedEntries, Scanner, SettleTracker, normalize_path, root_for
+from .server import ControlServer, describe_config
 from .watcher import EventSource, Watcher, WatchfilesSource
 
 __all__ = ["Daemon"]
@@ -34,6 +57,21 @@ __all__ = ["Daemon"]
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], float]
+ConfigLoader = Callable[[], Config]
+
+# Settings a reload cannot change in a running daemon; a new value is logged
+# and takes effect on the next start.
+_RESTART_ONLY_SETTINGS = (
+    "state_dir",
+    "socket_path",
+    "socket",
+    "log_level",
+    "log_format",
+)
+_RESTART_ONLY_SCAN_SETTINGS = ("workers", "job_timeout_s", "watcher")
+
+# The shortest time between two STATUS= messages to the service manager.
+_STATUS_MIN_INTERVAL_S = 2.0
 
 
 class Daemon:
@@ -46,11 +84,14 @@ class Daemon:
             repository.
         core: probing and walking; defaults to the compiled Rust core.
         clock: the wall clock in Unix seconds; defaults to :func:`time.time`.
-        event_source: filesystem events; defaults to watchfiles.
+        event_source: filesystem events; defaults to the one ``scan.watcher``
+            names (the Rust core's watcher, or watchfiles).
         listen_socket: a listening socket handed over by systemd socket
             activation; without it the daemon binds ``config.socket_path``.
         serve_control_socket: False runs without a control socket, for tests
             that call the :class:`Service` methods directly.
+        config_loader: reads the configuration again for :meth:`reload`;
+            without it a reload keeps the running configuration.
 
     Raises:
         CoreUnavailableError: no ``core`` was given and the compiled one
@@ -68,11 +109,26 @@ class Daemon:
         event_source: EventSource | None = None,
         listen_socket: socket.socket | None = None,
         serve_control_socket: bool = True,
+        config_loader: ConfigLoader | None = None,
     ) -> None:
         self.config = config
+        self._config_loader = config_loader
+        self._config_error: str | None = None
         self._clock = clock or time.time
 
-        self._repository = repository or SQLiteRepository(config.database_path)
+        # Every catalog and job write is journaled and published to
+        # subscribers; probes and filesystem events are counted for metrics.
+        self._metrics = DaemonMetrics()
+        self._events = EventBus(self._metrics)
+        self._journal = ChangeJournal()
+        self._change_timer = ChangeTimer(self._metrics.event_to_catalog_seconds)
+        self._server: ControlServer | None = None
+        self._repository = PublishingRepository(
+            repository or SQLiteRepository(config.database_path),
+            bus=self._events,
+            journal=self._journal,
+            timer=self._change_timer,
+        )
         self._queue = queue or AnyioJobQueue(
             self._repository,
             workers=config.scan.workers,
@@ -81,22 +137,25 @@ class Daemon:
             finished_jobs_max_age_s=config.scan.finished_jobs_max_age_s,
             clock=self._clock,
         )
-        self._core = core or load_core()
+        self._core = MeteredCore(core or load_core(), self._metrics)
 
-        self._event_source = event_source or WatchfilesSource(
-            ignore_globs=config.scan.ignore_globs,
-            force_polling=config.scan.force_polling,
-        )
+        self._fixed_event_source = event_source
+        self._event_source = event_source or _default_event_source(config)
         self._listen_socket = listen_socket
         self._serve_control_socket = serve_control_socket
 
         self._settle = SettleTracker(self._submit_settled)
+        self._synchronizer = Synchronizer(
+            queue=self._queue, settling=lambda: self._settle.paths
+        )
+        self._removed = RemovedEntries()
         self._scanner = Scanner(
             repository=self._repository,
             core=self._core,
             config=config,
             settle=self._settle,
             clock=self._clock,
+            removed=self._removed,
         )
         self._queue.register(JobKind.SCAN, self._scanner)
 
@@ -105,6 +164,8 @@ class Daemon:
             for root in config.allowed_scan_roots
         }
         self._started = False
+        self._restart_watcher = anyio.Event()
+        self._reload_lock = anyio.Lock()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -122,7 +183,7 @@ class Daemon:
             ControlSocketError: the control socket cannot be created.
         """
         await self._repository.open()
-        stop_watching = anyio.Event()
+        self._stop_watching = stop_watching = anyio.Event()
         try:
             async with anyio.create_task_group() as task_group:
                 await task_group.start(self._queue.run)
@@ -158,42 +219,57 @@ class Daemon:
             log.info("daemon_stopped")
 
     def _control_server(self) -> ControlServer:
-        return ControlServer(
+        self._server = ControlServer(
             self,
             self.config.socket,
             None if self._listen_socket else self.config.socket_path,
             listen_socket=self._listen_socket,
         )
+        return self._server
 
     def _set_initial_root_states(self) -> None:
         # The watcher reports the states it finds once it starts.
-        watched = (
-            RootState.POLLING if self.config.scan.force_polling else RootState.WATCHING
-        )
         for root in self.config.allowed_scan_roots:
-            if os.path.isdir(root):
-                self._roots[root] = RootStatus(path=root, state=watched)
-            else:
-                self._roots[root] = RootStatus(
-                    path=root,
-                    state=RootState.MISSING,
-                    error="the folder does not exist or is not a directory",
-                )
+            self._roots[root] = _initial_root_status(self.config, root)
+            if self._roots[root].state == RootState.MISSING:
                 log.warning("root_missing", root=root)
 
     async def _watch(self, stop_event: anyio.Event) -> None:
-        watcher = Watcher(
-            source=self._event_source,
-            queue=self._queue,
-            core=self._core,
-            config=self.config,
-            on_root_status=self._set_root_status,
-        )
-        await watcher.run(stop_event)
+        """Run the watcher, and start it again on the new roots after a reload."""
+        while not stop_event.is_set():
+            # Each run has its own stop event, set by a reload (which ends
+            # this run only) or by the daemon's stop_event (which ends all).
+            restart = self._restart_watcher = anyio.Event()
+            run_stop = anyio.Event()
+            watcher = Watcher(
+                source=ObservedEventSource(
+                    self._event_source,
+                    bus=self._events,
+                    metrics=self._metrics,
+                    timer=self._change_timer,
+                ),
+                queue=self._queue,
+                core=self._core,
+                config=self.config,
+                on_root_status=self._set_root_status,
+                on_move=self._move_entries,
+            )
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(_set_when_either, stop_event, restart, run_stop)
+                await watcher.run(run_stop)
+                task_group.cancel_scope.cancel()
+            if not restart.is_set():
+                return
+            log.info("watcher_restarted", roots=list(self.config.allowed_scan_roots))
 
     def _set_root_status(self, status: RootStatus) -> None:
         if status.path in self._roots:
             self._roots[status.path] = status
+
+    async def _move_entries(self, old: str, new: str, root: str) -> None:
+        moved = await self._repository.move_tree(old, new, root)
+        if moved:
+            log.info("entries_moved", old_path=old, path=new, count=moved)
 
     async def _submit_settled(self, path: str) -> None:
         await self._queue.submit(JobKind.SCAN, path, recursive=False)
@@ -209,7 +285,11 @@ class Daemon:
             for root in self.config.allowed_scan_roots:
                 await self._queue.submit(JobKind.SCAN, root)
 
-    async def status(self) -> Status:
+    async def status(
+        self, *, sync: bool = False, sync_timeout_s: float = 60.0
+    ) -> Status:
+        if sync:
+            await self._sync(None, sync_timeout_s)
         counts = await self._queue.counts()
         settling = len(self._settle)
         return Status(
@@ -219,6 +299,107 @@ class Daemon:
             jobs=counts,
             videos=await self._repository.count_videos(),
             settling=settling,
+            probes=self._scanner.probes_total,
+            config_error=self._config_error,
+        )
+
+    async def status_summary(self) -> str:
+        """Return the one-line summary for ``systemctl status``."""
+        status = await self.status()
+        watched = sum(
+            root.state in (RootState.WATCHING, RootState.POLLING)
+            for root in status.roots
+        )
+        pending = status.jobs.get(JobState.PENDING.value, 0)
+        running = status.jobs.get(JobState.RUNNING.value, 0)
+        text = (
+            f"{status.videos} videos, {pending + running} jobs pending, "
+            f"{watched} of {len(status.roots)} roots watched"
+        )
+        if status.config_error:
+            text += "; configuration reload failed"
+        return text
+
+    async def report_status(
+        self,
+        send: Callable[[str], object],
+        *,
+        min_interval_s: float = _STATUS_MIN_INTERVAL_S,
+    ) -> None:
+        """Send :meth:`status_summary` each time it changes, until cancelled.
+
+        Messages are at least ``min_interval_s`` apart; ``send`` is meant to
+        be ``Notifier.status``.
+        """
+        last = ""
+        while True:
+            if self._started:
+                text = await self.status_summary()
+                if text != last:
+                    send(text)
+                    last = text
+            await anyio.sleep(min_interval_s)
+
+    async def reload(self) -> bool:
+        """Read the configuration again and apply it to the running daemon.
+
+        Roots added are watched and scanned. Roots removed stop being watched,
+        their jobs are cancelled and their entries leave the catalog, because
+        the catalog lists only files under allowed roots. Scan settings apply
+        to the scans that start next. The settings in
+        ``_RESTART_ONLY_SETTINGS`` keep their running value until a restart.
+
+        An invalid file leaves the running configuration in place; the reason
+        is logged and shown in ``status`` as ``config_error`` until a reload
+        succeeds.
+
+        Returns:
+            Whether the new configuration was applied.
+        """
+        if self._config_loader is None:
+            log.warning("config_reload_unavailable", reason="no configuration file")
+            return False
+        async with self._reload_lock:
+            try:
+                loaded = await anyio.to_thread.run_sync(self._config_loader)
+            except ConfigError as exc:
+                self._config_error = str(exc)
+                log.error("config_reload_failed", error=str(exc))
+                return False
+            await self._apply_config(loaded)
+            self._config_error = None
+            return True
+
+    async def _apply_config(self, loaded: Config) -> None:
+        old = self.config
+        new = _keep_restart_only_settings(old, loaded)
+        added = [root for root in new.allowed_scan_roots if root not in self._roots]
+        removed = [
+            root
+            for root in old.allowed_scan_roots
+            if root not in new.allowed_scan_roots
+        ]
+
+        self.config = new
+        self._scanner.configure(new)
+        if self._fixed_event_source is None:
+            self._event_source = _default_event_source(new)
+        for root in removed:
+            del self._roots[root]
+            cancelled = await self._queue.cancel_under(root)
+            deleted = await self._repository.delete_videos_under(root)
+            log.info("root_removed", root=root, entries_deleted=deleted, jobs=cancelled)
+        for root in added:
+            self._roots[root] = _initial_root_status(new, root)
+        self._restart_watcher.set()
+        for root in added:
+            await self._queue.submit(JobKind.SCAN, root)
+            log.info("root_added", root=root)
+        log.info(
+            "config_reloaded",
+            roots=list(new.allowed_scan_roots),
+            added=added,
+            removed=removed,
         )
 
     async def scan(self, path: str, *, recursive: bool = True) -> Job:
@@ -243,15 +424,112 @@ class Daemon:
         return await self._queue.cancel(job_id)
 
     async def list_videos(
-        self, *, under: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        under: str | None,
+        limit: int,
+        cursor: str | None,
+        sync: bool = False,
+        sync_timeout_s: float = 60.0,
     ) -> VideoPage:
         _check_limit(limit)
         resolved = (
             None if under is None else await self._resolve_request_path(under, "under")
         )
+        if sync:
+            await self._sync(resolved, sync_timeout_s)
         return await self._repository.list_videos(
             under=resolved, limit=limit, cursor=cursor
         )
+
+    def change_cursor(self) -> str:
+        return self._journal.cursor
+
+    async def list_changes(
+        self,
+        *,
+        since: str,
+        under: str | None,
+        limit: int,
+        sync: bool = False,
+        sync_timeout_s: float = 60.0,
+    ) -> VideosListResult:
+        _check_limit(limit)
+        resolved = (
+            None if under is None else await self._resolve_request_path(under, "under")
+        )
+        if sync:
+            await self._sync(resolved, sync_timeout_s)
+        return await list_changes(
+            self._journal, self._repository, since=since, under=resolved, limit=limit
+        )
+
+    async def get_video(
+        self, path: str, *, sync: bool = False, sync_timeout_s: float = 60.0
+    ) -> Video:
+        target = await self._resolve_request_path(path, "path")
+        if sync:
+            await self._synchronizer.sync(
+                [target], recursive=False, timeout_s=sync_timeout_s
+            )
+        # The catalog keeps the path the walk found, which is not resolved
+        # when the file is reached through a symlinked folder.
+        return await find_video(self._repository, [target, normalize_path(path)])
+
+    async def rescan(self, root: str | None) -> list[Job]:
+        roots = self.config.allowed_scan_roots
+        targets = list(roots)
+        if root is not None:
+            target = await self._resolve_request_path(root, "root")
+            if target not in roots:
+                raise InvalidParamsError(
+                    f"root {root!r} is inside an allowed scan root but is not one "
+                    f"itself; pass one of {', '.join(roots)}, or use scan for a "
+                    "folder inside a root"
+                )
+            targets = [target]
+        return [
+            await self._queue.submit(
+                JobKind.SCAN, target, recursive=True, priority=Priority.USER
+            )
+            for target in targets
+        ]
+
+    async def stats(self, *, under: str | None) -> CatalogStats:
+        resolved = (
+            None if under is None else await self._resolve_request_path(under, "under")
+        )
+        return await compute_stats(self._repository, under=resolved)
+
+    async def effective_config(self) -> dict[str, Any]:
+        return describe_config(self.config)
+
+    async def metrics(self) -> str:
+        server = self._server
+        return self._metrics.render(
+            jobs_by_state=await self._queue.counts(),
+            catalog_videos=await self._repository.count_videos(),
+            connections=0 if server is None else server.active_connections,
+            connections_accepted=0 if server is None else server.accepted_connections,
+            connections_rejected=0 if server is None else server.rejected_connections,
+            subscribers=self._events.subscriber_count,
+        )
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        max_backlog: int,
+        on_drop: Callable[[], None] | None = None,
+    ) -> Subscription:
+        return self._events.subscribe(topics, max_backlog=max_backlog, on_drop=on_drop)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self._events.unsubscribe(subscription)
+
+    async def _sync(self, under: str | None, timeout_s: float) -> None:
+        scopes = list(self.config.allowed_scan_roots) if under is None else [under]
+        await self._synchronizer.sync(scopes, recursive=True, timeout_s=timeout_s)
 
     async def _resolve_request_path(self, path: str, param: str) -> str:
         """Return the real path a request names, checked against the roots.
@@ -280,6 +558,57 @@ class Daemon:
             f"({', '.join(roots)}); add its folder to allowed_scan_roots or "
             "pick a path inside one"
         )
+
+
+def _initial_root_status(config: Config, root: str) -> RootStatus:
+    if not os.path.isdir(root):
+        return RootStatus(
+            path=root,
+            state=RootState.MISSING,
+            error="the folder does not exist or is not a directory",
+        )
+    state = RootState.POLLING if config.scan.force_polling else RootState.WATCHING
+    return RootStatus(path=root, state=state)
+
+
+def _default_event_source(config: Config) -> EventSource:
+    return WatchfilesSource(
+        ignore_globs=config.scan.ignore_globs,
+        force_polling=config.scan.force_polling,
+    )
+
+
+def _keep_restart_only_settings(old: Config, new: Config) -> Config:
+    """Return ``new`` with the running values of the settings a reload cannot change."""
+    kept_scan = {name: getattr(old.scan, name) for name in _RESTART_ONLY_SCAN_SETTINGS}
+    changed = [
+        name
+        for name in _RESTART_ONLY_SETTINGS
+        if getattr(old, name) != getattr(new, name)
+    ] + [
+        f"scan.{name}"
+        for name, value in kept_scan.items()
+        if getattr(new.scan, name) != value
+    ]
+    if changed:
+        log.warning("config_restart_required", settings=changed)
+    kept = {name: getattr(old, name) for name in _RESTART_ONLY_SETTINGS}
+    scan = msgspec.structs.replace(new.scan, **kept_scan)
+    return msgspec.structs.replace(new, scan=scan, **kept)
+
+
+async def _set_when_either(
+    first: anyio.Event, second: anyio.Event, target: anyio.Event
+) -> None:
+    async with anyio.create_task_group() as task_group:
+
+        async def wait_for(event: anyio.Event) -> None:
+            await event.wait()
+            task_group.cancel_scope.cancel()
+
+        task_group.start_soon(wait_for, first)
+        task_group.start_soon(wait_for, second)
+    target.set()
 
 
 def _check_limit(limit: int) -> None:

@@ -145,6 +145,13 @@ class JobQueue(Protocol):
         """
         ...
 
+    async def cancel_under(self, path: str) -> int:
+        """Cancel every pending or running job at or under ``path``.
+
+        Returns how many jobs were cancelled or asked to stop.
+        """
+        ...
+
     def is_idle(self) -> bool:
         """Tell whether no job is pending or running."""
         ...
@@ -312,6 +319,19 @@ class AnyioJobQueue:
             return context.job
         return await self.get(job_id)
 
+    async def cancel_under(self, path: str) -> int:
+        pending = [
+            job.id for job in self._pending.values() if is_same_or_under(job.path, path)
+        ]
+        running = [
+            job_id
+            for job_id, context in self._running.items()
+            if is_same_or_under(context.job.path, path)
+        ]
+        for job_id in pending + running:
+            await self.cancel(job_id)
+        return len(pending) + len(running)
+
     def is_idle(self) -> bool:
         return not self._pending and not self._running
 
@@ -378,8 +398,6 @@ class AnyioJobQueue:
             log.info("job_started", kind=job.kind, path=job.path)
             state, result, error = await self._call_handler(context)
         finally:
-            # With state None the queue itself was cancelled (shutdown): the
-            # row stays "running", and the next start puts it back to pending.
             del self._running[job.id]
             if state is not None:
                 finished = msgspec.structs.replace(
@@ -392,7 +410,25 @@ class AnyioJobQueue:
                 with anyio.CancelScope(shield=True):
                     await self._repository.update_job(finished)
                 log.info("job_finished", status=state.value, error=error)
+            else:
+                # The queue itself was cancelled (shutdown). The handler wrote
+                # its finished batches, so the job goes back to pending and
+                # resumes on the next start, skipping what was done. After a
+                # crash the row stays "running" and run() requeues it.
+                await self._requeue_interrupted(job)
             self._notify()
+
+    async def _requeue_interrupted(self, job: Job) -> None:
+        interrupted = msgspec.structs.replace(
+            job, status=JobState.PENDING, started_at=None, progress=None
+        )
+        with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+            try:
+                await self._repository.update_job(interrupted)
+            except DaemonError as exc:
+                log.warning("job_requeue_failed", error=str(exc))
+                return
+        log.info("job_interrupted", kind=job.kind, path=job.path)
 
     async def _call_handler(
         self, context: JobContext

@@ -135,6 +135,9 @@ class Status(msgspec.Struct, kw_only=True):
     """The answer to ``status``: version, idleness, roots, job counts, catalog size.
 
     ``settling`` counts files that wait for their writes to stop before a probe.
+    ``probes`` counts the files probed since the daemon started.
+    ``config_error`` says why the last configuration reload was rejected; it
+    is null when the running configuration is the file's current content.
     """
 
     version: str
@@ -143,3 +146,5 @@ class Status(msgspec.Struct, kw_only=True):
     jobs: dict[str, int]
     videos: int
     settling: int = 0
+    probes: int = 0
+    config_error: str | None = None

@@ -12,7 +12,7 @@ import contextlib
 import enum
 import os
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
@@ -63,13 +63,16 @@ class WatchBatch:
 
     ``changes`` is an unordered set of changed paths. ``rescan`` lists trees
     whose events may have been lost, which must be scanned whole. ``roots``
-    carries the new state of each root whose state changed. An empty batch is
-    a heartbeat.
+    carries the new state of each root whose state changed. ``moves`` holds
+    ``(old, new)`` pairs of files or folders renamed inside the watched
+    roots, when the source can pair the two halves of a rename. An empty
+    batch is a heartbeat.
     """
 
     changes: frozenset[Change] = frozenset()
     rescan: tuple[str, ...] = ()
     roots: tuple[RootStatus, ...] = ()
+    moves: tuple[tuple[str, str], ...] = ()
 
 
 class EventSource(Protocol):
@@ -235,12 +238,18 @@ class Watcher:
       dropped.
     * Many changes in one folder become one scan of that folder.
 
+    * A paired rename inside the roots moves the catalog entries first
+      (through ``on_move``), so they keep their ``id``; both places are then
+      scanned.
+
     Args:
         source: where the batches come from.
         queue: where scan jobs go; it coalesces jobs for the same path.
         core: checks that changed paths stay inside the roots.
         config: roots, extensions and ignore globs.
         on_root_status: called with each root state the source reports.
+        on_move: called with ``(old, new, root of new)`` for each rename
+            whose both ends are inside the roots, before the scans are queued.
     """
 
     def __init__(
@@ -251,6 +260,7 @@ class Watcher:
         core: Core,
         config: Config,
         on_root_status: Callable[[RootStatus], None],
+        on_move: Callable[[str, str, str], Awaitable[object]] | None = None,
     ) -> None:
         self._source = source
         self._queue = queue
@@ -259,6 +269,7 @@ class Watcher:
         self._extensions = config.scan.extensions
         self._ignore = config.scan.ignore_globs
         self._on_root_status = on_root_status
+        self._on_move = on_move
 
     async def run(self, stop_event: anyio.Event) -> None:
         """Consume batches until ``stop_event`` is set or the source ends."""
@@ -269,8 +280,27 @@ class Watcher:
             for path in batch.rescan:
                 log.info("rescan_needed", path=path)
                 await self._submit(path, recursive=True)
-            if batch.changes:
-                await self.handle_changes(batch.changes)
+            changes = set(batch.changes)
+            for old, new in batch.moves:
+                changes.update(await self._handle_move(old, new))
+            if changes:
+                await self.handle_changes(frozenset(changes))
+
+    async def _handle_move(self, old: str, new: str) -> list[Change]:
+        """Move the entries of a rename and return the changes still to scan."""
+        old_root = root_for(old, self._roots)
+        new_root = root_for(new, self._roots)
+        if new_root is not None and is_ignored(new, new_root, self._ignore):
+            new_root = None  # renamed to an ignored name, like "x.mkv.part"
+        if (
+            self._on_move is not None
+            and old_root is not None
+            and new_root is not None
+            and not is_ignored(old, old_root, self._ignore)
+        ):
+            await self._on_move(old, new, new_root)
+            log.debug("rename_applied", old_path=old, path=new)
+        return [Change(ChangeKind.DELETED, old), Change(ChangeKind.ADDED, new)]
 
     async def handle_changes(self, changes: frozenset[Change]) -> None:
         """Queue the scans that a set of changes calls for."""
