@@ -565,7 +565,11 @@ def _serve(config_path: str | None, environ: Mapping[str, str]) -> int:
             used=activated[0].name,
             ignored=[s.name for s in activated[1:]],
         )
-    daemon = Daemon(config, listen_socket=activated[0].socket if activated else None)
+    daemon = Daemon(
+        config,
+        listen_socket=activated[0].socket if activated else None,
+        config_loader=lambda: load_config(config_path, environ),
+    )
     with Notifier() as notifier:
         anyio.run(_run_until_signal, daemon, notifier)
 
@@ -588,16 +592,30 @@ async def _run_until_signal(daemon: Any, notifier: Any) -> None:
 
     A second signal, or a stop that takes longer than DRAIN_TIMEOUT_S, ends the
     process at once, since waiting is then what the operator asked to skip.
+    SIGHUP reloads the configuration, between RELOADING=1 and READY=1.
     """
     from .systemd import run_watchdog
 
     daemon_scope = anyio.CancelScope()
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with anyio.open_signal_receiver(
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP
+    ) as signals:
         async with anyio.create_task_group() as task_group:
+
+            async def reload_config() -> None:
+                notifier.reloading()
+                try:
+                    await daemon.reload()
+                finally:
+                    notifier.ready()
 
             async def stop_on_signals() -> None:
                 async for signum in signals:
                     name = signal.Signals(signum).name
+                    if signum == signal.SIGHUP:
+                        log.info("reload_requested", signal=name)
+                        task_group.start_soon(reload_config)
+                        continue
                     if daemon_scope.cancel_called:
                         log.error("forced_exit", signal=name)
                         os._exit(128 + signum)
@@ -613,6 +631,7 @@ async def _run_until_signal(daemon: Any, notifier: Any) -> None:
 
             task_group.start_soon(stop_on_signals)
             task_group.start_soon(run_watchdog, notifier)
+            task_group.start_soon(daemon.report_status, notifier.status)
             with daemon_scope:
                 await daemon.run(task_status=_NotifyReady(notifier))
             task_group.cancel_scope.cancel()
