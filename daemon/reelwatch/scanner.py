@@ -380,7 +380,7 @@ class Scanner:
             or is_ignored(path, root, self._ignore)
         ):
             return WalkResult([], [], 0)
-        identity = await anyio.to_thread.run_sync(_stat_identity, path)
+        identity = await anyio.to_thread.run_sync(_stat_identity, path, self._roots)
         if identity is None:
             return WalkResult([], [], 0)
         return WalkResult([WalkEntry(path, *identity)], [], 0)
@@ -579,7 +579,7 @@ class Scanner:
     ) -> list[Video]:
         """Probe one batch and return the entries to write; count everything else."""
         settle_s = self._config.scan.settle_s
-        before = await anyio.to_thread.run_sync(_stat_identities, paths)
+        before = await anyio.to_thread.run_sync(_stat_identities, paths, self._roots)
 
         # Files written to within settle_s are not probed yet.
         now_ns = int(self._clock() * 1e9)
@@ -601,7 +601,7 @@ class Scanner:
         result.probed += len(settled)
         self.probes_total += len(settled)
         after = await anyio.to_thread.run_sync(
-            _stat_identities, [path for path, _ in settled]
+            _stat_identities, [path for path, _ in settled], self._roots
         )
 
         videos = []
@@ -770,16 +770,34 @@ def _stat_mode(path: str) -> int | None:
         return None
 
 
-def _stat_identity(path: str) -> _Identity | None:
+def _stat_identity(path: str, roots: Sequence[str]) -> _Identity | None:
+    """Stat the file ``path`` leads to; return None when it is outside ``roots``.
+
+    A plain stat follows a symlink swapped in at the last moment and would
+    put an outside file's size, times and inode into the catalog. An O_PATH
+    descriptor pins one file without opening its contents (no FIFO wait, no
+    device side effect), so its real path and its stat describe the same file.
+    """
     try:
-        info = os.stat(path)
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
     except OSError:
         # Gone or unreadable: the probe reports the reason for this file.
         return None
+    try:
+        real_path = os.readlink(f"/proc/self/fd/{fd}")
+        if root_for(real_path, roots) is None:
+            return None
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return _Identity(
         info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino, info.st_dev
     )
 
 
-def _stat_identities(paths: Sequence[str]) -> list[_Identity | None]:
-    return [_stat_identity(path) for path in paths]
+def _stat_identities(
+    paths: Sequence[str], roots: Sequence[str]
+) -> list[_Identity | None]:
+    return [_stat_identity(path, roots) for path in paths]
