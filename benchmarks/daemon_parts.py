@@ -28,7 +28,9 @@ from harness import (
     open_fds,
     percentile,
     rss_bytes,
+    save_log_on_error,
     say,
+    thread_cpu_seconds,
     wait_for,
 )
 
@@ -73,19 +75,30 @@ def run_daemon_parts(
     """Run the selected daemon parts once, on a fresh state folder."""
     results: dict[str, Any] = {}
     daemon = BenchDaemon(workdir / f"daemon-{run}", [library.root])
-    try:
-        results["index"] = _first_index(daemon, library)
-        if "resources" in only:
-            results["resources"] = _idle_resources(daemon, sizes.idle_window_s)
-        if "recheck" in only:
-            results["recheck"] = _recheck(daemon, library)
-        if "events" in only:
-            results["events"] = _events(daemon, library, sizes.renames)
-        if "burst" in only:
-            results["burst"] = _burst(daemon, library, sizes.burst)
-    finally:
-        daemon.stop()
+    with save_log_on_error(daemon, f"daemon-{run}"):
+        try:
+            _run_parts(daemon, library, sizes, only, results)
+        finally:
+            daemon.stop()
     return results
+
+
+def _run_parts(
+    daemon: BenchDaemon,
+    library: Library,
+    sizes: Sizes,
+    only: set[str],
+    results: dict[str, Any],
+) -> None:
+    results["index"] = _first_index(daemon, library)
+    if "resources" in only:
+        results["resources"] = _idle_resources(daemon, sizes.idle_window_s)
+    if "recheck" in only:
+        results["recheck"] = _recheck(daemon, library)
+    if "events" in only:
+        results["events"] = _events(daemon, library, sizes.renames)
+    if "burst" in only:
+        results["burst"] = _burst(daemon, library, sizes.burst)
 
 
 def _first_index(daemon: BenchDaemon, library: Library) -> dict[str, Any]:
@@ -120,11 +133,22 @@ def _first_index(daemon: BenchDaemon, library: Library) -> dict[str, Any]:
 def _idle_resources(daemon: BenchDaemon, window_s: float) -> dict[str, Any]:
     pid = daemon.pid
     cpu_before = cpu_seconds(pid)
+    threads_before = thread_cpu_seconds(pid)
     time.sleep(window_s)
     cpu_used = cpu_seconds(pid) - cpu_before
+    threads_after = thread_cpu_seconds(pid)
     percent = 100.0 * cpu_used / window_s
     say(f"  idle: {cpu_used * 1000:.0f} ms CPU in {window_s:.0f} s ({percent:.3f} %)")
+    # Which threads used the idle CPU: the event loop, the watcher, SQLite.
+    by_thread_ms = {
+        name: round((seconds - threads_before.get(name, 0.0)) * 1000)
+        for name, seconds in threads_after.items()
+        if seconds > threads_before.get(name, 0.0)
+    }
+    # The rest was used by threads that ended within the window.
+    by_thread_ms["ended threads"] = round(cpu_used * 1000) - sum(by_thread_ms.values())
     return {
+        "idle_cpu_ms_by_thread": by_thread_ms,
         "rss_bytes": rss_bytes(pid),
         "open_fds": open_fds(pid),
         "threads": len(os.listdir(f"/proc/{pid}/task")),
@@ -143,13 +167,14 @@ def _recheck(daemon: BenchDaemon, library: Library) -> dict[str, Any]:
     answering = daemon.wait_answering()
     with RpcConnection(daemon.socket_path) as rpc:
         finished = _wait_idle(rpc, videos=library.files, timeout_s=_INDEX_TIMEOUT_S)
-        restart_probes = _probes_since(rpc, restart_wall)
+        restart_probes = _probes_since(rpc, restart_wall, counter_before=0)
 
         rescan_wall = time.time()
+        counter_before = rpc.call("status").get("probes")
         rescan_started = time.perf_counter()
         method = _request_rescan(rpc, library.root)
         rescan_finished = _wait_idle(rpc, videos=library.files, timeout_s=600)
-        rescan_probes = _probes_since(rpc, rescan_wall)
+        rescan_probes = _probes_since(rpc, rescan_wall, counter_before=counter_before)
 
     restart_s = finished - started
     rescan_s = rescan_finished - rescan_started
@@ -183,17 +208,25 @@ def _request_rescan(rpc: RpcConnection, root: Path) -> str:
     return "rescan"
 
 
-def _probes_since(rpc: RpcConnection, since_wall: float) -> int:
-    """Count the files that scan jobs created after ``since_wall`` chose to probe.
+def _probes_since(
+    rpc: RpcConnection, since_wall: float, *, counter_before: int | None
+) -> int:
+    """Count the probes since ``counter_before`` or, lacking it, since ``since_wall``.
 
-    A scan probes every file it found except those it skipped as unchanged.
+    The daemon's ``status.probes`` counts the probes since it started. A
+    daemon without that counter is asked for its scan jobs created after
+    ``since_wall``: each one probed every file it found except those it
+    skipped as unchanged.
     """
+    counter = rpc.call("status").get("probes")
+    if counter is not None and counter_before is not None:
+        return int(counter) - counter_before
     jobs = rpc.call("jobs.list", {"status": "complete", "limit": 1000})["jobs"]
     probes = 0
     for job in jobs:
         result = job.get("result") or {}
         if job["created_at"] >= since_wall - 1.0 and "scanned" in result:
-            probes += result["scanned"] - result.get("skipped", 0)
+            probes += result.get("probed", result["scanned"] - result["skipped"])
     return probes
 
 

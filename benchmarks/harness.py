@@ -39,8 +39,10 @@ __all__ = [
     "percentile",
     "rchar",
     "rss_bytes",
+    "save_log_on_error",
     "say",
     "summarize",
+    "thread_cpu_seconds",
     "wait_for",
     "workspace",
 ]
@@ -128,6 +130,21 @@ def cpu_seconds(pid: int) -> float:
     return (utime + stime) / _CLOCK_TICKS
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """Return the CPU time of each thread of ``pid``, keyed ``"TID name"``."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", encoding="utf-8") as stat:
+                head, _, tail = stat.read().rpartition(")")
+        except FileNotFoundError:
+            continue  # the thread ended between the listing and the read
+        fields = tail.split()
+        name = head.partition("(")[2]
+        threads[f"{tid} {name}"] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return threads
+
+
 def free_disk_bytes(path: Path) -> int:
     """Return the bytes available to this user on the filesystem of ``path``."""
     return shutil.disk_usage(path).free
@@ -196,6 +213,23 @@ class BenchDaemon(DaemonProcess):
             what="the daemon socket",
             step_s=0.01,
         )
+
+
+@contextmanager
+def save_log_on_error(daemon: DaemonProcess, name: str) -> Iterator[None]:
+    """Copy the daemon's log to ``benchmarks/out/logs/NAME.log`` if the block fails.
+
+    The temporary tree with the original log is removed at exit.
+    """
+    try:
+        yield
+    except BaseException:
+        logs = OUT_DIR / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        if daemon.log_path.exists():
+            shutil.copyfile(daemon.log_path, logs / f"{name}.log")
+            say(f"the daemon log is saved as {logs / (name + '.log')}")
+        raise
 
 
 class RpcConnection:

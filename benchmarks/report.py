@@ -72,10 +72,13 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 def goal_lines(results: dict[str, Any]) -> list[str]:
     """Return one line per goal, for the end of the console output."""
-    return [
+    lines = [
         f"{'met ' if check['met'] else 'MISS'}  {check['goal']}: {check['measured']}"
         for check in goals(results)
     ]
+    for part, error in results.get("failures", {}).items():
+        lines.append(f"FAILED {part}: {error}")
+    return lines
 
 
 def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
@@ -251,6 +254,8 @@ def render(results: dict[str, Any], plot_names: list[str]) -> str:
         f"| {c['goal']} | {c['measured']} | {'yes' if c['met'] else '**no**'} |"
         for c in goals(results)
     ]
+    for part, error in results.get("failures", {}).items():
+        lines += ["", f"The part `{part}` failed: `{error}`."]
     parts = results["parts"]
     renderers: dict[str, Callable[[dict[str, Any]], list[str]]] = {
         "probe": _render_probe,

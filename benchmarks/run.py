@@ -9,6 +9,7 @@ Writes ``benchmarks/out/results.json`` and PNG plots; a full run (neither
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -20,7 +21,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         say("docs/benchmarks.md and docs/benchmarks/*.png regenerated")
     for line in report.goal_lines(results):
         say(line)
-    return 0
+    return 1 if results["failures"] else 0
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -185,6 +187,7 @@ def _run(parts: list[str], plan: Plan, runs: int) -> dict[str, Any]:
         "plan": plan.__dict__,
         "runs": runs,
         "parts": {},
+        "failures": {},
     }
     clips = media.ensure_clips(OUT_DIR / "clips")
     corpus = media.corpus_media_dir()
@@ -201,17 +204,35 @@ def _run(parts: list[str], plan: Plan, runs: int) -> dict[str, Any]:
     with workspace("reelwatch-bench-") as temp:
         temp = temp.resolve()
         if "probe" in parts:
-            results["parts"]["probe"] = _probe(sources, temp, plan, runs)
+            with _recording_failure(results, ["probe"]):
+                results["parts"]["probe"] = _probe(sources, temp, plan, runs)
         daemon_parts = DAEMON_PARTS.intersection(parts)
         if daemon_parts or "socket" in parts:
             library = _library(sources, temp, plan)
             if daemon_parts:
-                results["parts"].update(
-                    _daemon(library, temp, plan, runs, daemon_parts)
-                )
+                with _recording_failure(results, ["index", *daemon_parts]):
+                    results["parts"].update(
+                        _daemon(library, temp, plan, runs, daemon_parts)
+                    )
             if "socket" in parts:
-                results["parts"]["socket"] = _socket(library, temp, plan, runs)
+                with _recording_failure(results, ["socket"]):
+                    results["parts"]["socket"] = _socket(library, temp, plan, runs)
     return results
+
+
+@contextlib.contextmanager
+def _recording_failure(results: dict[str, Any], parts: list[str]) -> Iterator[None]:
+    """Record an exception as the error of ``parts`` and go on with the others."""
+    try:
+        yield
+    except Exception as exc:
+        # Any failure of a part, the daemon's included, is a result to report;
+        # the other parts still run. KeyboardInterrupt and SystemExit stop all.
+        message = f"{type(exc).__name__}: {exc}"
+        say(f"FAILED {', '.join(sorted(set(parts)))}: {message}")
+        traceback.print_exc()
+        for part in parts:
+            results["failures"][part] = message
 
 
 def _check_disk() -> None:

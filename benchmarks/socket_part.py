@@ -11,13 +11,22 @@ daemon.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import BenchDaemon, RpcConnection, percentile, say, wait_for
+from harness import (
+    BenchDaemon,
+    RpcConnection,
+    percentile,
+    save_log_on_error,
+    say,
+    wait_for,
+)
 
 __all__ = ["run_socket_part"]
 
@@ -33,7 +42,7 @@ def run_socket_part(
 ) -> dict[str, Any]:
     """Measure every request kind and client count during the first index, then idle."""
     daemon = BenchDaemon(workdir, [root])
-    try:
+    with save_log_on_error(daemon, workdir.name), _stopping(daemon):
         daemon.start(wait=False)
         daemon.wait_answering()
         during = _all_phases(daemon.socket_path, phase_s, expect_scanning=True)
@@ -46,9 +55,15 @@ def run_socket_part(
                 step_s=0.1,
             )
         idle = _all_phases(daemon.socket_path, phase_s, expect_scanning=False)
+    return {"phase_seconds": phase_s, "during_scan": during, "idle": idle}
+
+
+@contextlib.contextmanager
+def _stopping(daemon: BenchDaemon) -> Iterator[None]:
+    try:
+        yield
     finally:
         daemon.stop()
-    return {"phase_seconds": phase_s, "during_scan": during, "idle": idle}
 
 
 def _is_idle_with(rpc: RpcConnection, files: int) -> bool:
