@@ -478,6 +478,7 @@ class SQLiteRepository:
             await self._db.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
             await self._db.execute("PRAGMA journal_mode = WAL")
             await self._db.execute("PRAGMA synchronous = NORMAL")
+            await self._check_integrity()
             await self._migrate()
         except (OSError, sqlite3.Error) as exc:
             await self.close()
@@ -546,12 +547,34 @@ class SQLiteRepository:
                         await cursor.close()
                     await db.execute("COMMIT")
                 except sqlite3.Error as exc:
-                    await db.execute("ROLLBACK")
+                    # A failed BEGIN (locked database) leaves nothing to undo.
+                    if db.in_transaction:
+                        await db.execute("ROLLBACK")
                     raise self._storage_error(exc) from exc
         return changed
 
     def _storage_error(self, exc: sqlite3.Error) -> StorageError:
-        return StorageError(f"catalog database {self._path}: {exc}")
+        # sqlite_errorcode is the extended code; its low byte is the primary one.
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        hint = _ERROR_HINTS.get(code, "")
+        return StorageError(f"catalog database {self._path}: {exc}{hint}")
+
+    async def _check_integrity(self) -> None:
+        # quick_check reads every page and record but, unlike integrity_check,
+        # does not compare indexes with their tables, so it costs about one
+        # read of the file.
+        try:
+            async with self._connection().execute("PRAGMA quick_check(5)") as cur:
+                problems = [str(row[0]) for row in await cur.fetchall()]
+        except sqlite3.DatabaseError as exc:
+            # A page damaged badly enough stops the check itself.
+            problems = [str(exc)]
+        if problems != ["ok"]:
+            raise StorageError(
+                f"the catalog database {self._path} failed its integrity check: "
+                f"{'; '.join(problems)}; restore it from a backup, or move it "
+                "away and restart reelwatch to build a new catalog"
+            )
 
     async def file_states(self, under: str) -> dict[str, FileState]:
         where, params = _under_clause(under)
@@ -815,6 +838,25 @@ class SQLiteRepository:
                 ),
             ]
         )
+
+
+_ERROR_HINTS = {
+    sqlite3.SQLITE_BUSY: (
+        "; another process holds a lock on it: stop the other reelwatch or "
+        "program that uses this file"
+    ),
+    sqlite3.SQLITE_FULL: (
+        "; the file system of state_dir is full: free space, and the daemon "
+        "retries by itself"
+    ),
+    sqlite3.SQLITE_READONLY: (
+        "; the file or state_dir is read-only: make it writable for the daemon"
+    ),
+    sqlite3.SQLITE_IOERR: (
+        "; the file system of state_dir failed a read or write (check the "
+        "kernel log; it may have been remounted read-only)"
+    ),
+}
 
 
 def _under_clause(under: str) -> tuple[str, list[Any]]:
