@@ -202,49 +202,50 @@ class RemovedEntries:
 
     def __init__(self, window_s: float = _MOVE_WINDOW_S) -> None:
         self._window_s = window_s
-        self._entries: dict[tuple[int, int], list[tuple[float, Video]]] = {}
+        self._by_id: dict[int, tuple[float, Video]] = {}
+        self._ids_by_key: dict[tuple[int, int], set[int]] = {}
 
     def __len__(self) -> int:
-        return sum(len(entries) for entries in self._entries.values())
+        return len(self._by_id)
 
     def add(self, videos: Iterable[Video]) -> None:
         """Remember deleted entries until the window ends."""
+        self.prune()
         expires = anyio.current_time() + self._window_s
         for video in videos:
-            self._entries.setdefault((video.device, video.inode), []).append(
-                (expires, video)
+            self.claim(video.id)
+            self._by_id[video.id] = (expires, video)
+            self._ids_by_key.setdefault((video.device, video.inode), set()).add(
+                video.id
             )
 
     def candidates(self, key: tuple[int, int]) -> list[Video]:
         """Return the remembered entries with this ``(device, inode)``."""
         now = anyio.current_time()
-        entries = [item for item in self._entries.get(key, []) if item[0] > now]
-        if entries:
-            self._entries[key] = entries
-        else:
-            self._entries.pop(key, None)
-        return [video for _, video in entries]
+        found = []
+        for video_id in sorted(self._ids_by_key.get(key, ())):
+            expires, video = self._by_id[video_id]
+            if expires > now:
+                found.append(video)
+        return found
 
-    def claim(self, video: Video) -> None:
-        """Forget an entry that was restored under a new path."""
-        key = (video.device, video.inode)
-        remaining = [
-            item for item in self._entries.get(key, []) if item[1] is not video
-        ]
-        if remaining:
-            self._entries[key] = remaining
-        else:
-            self._entries.pop(key, None)
+    def claim(self, video_id: int) -> None:
+        """Forget the entry with ``video_id``, which now lives under a new path."""
+        item = self._by_id.pop(video_id, None)
+        if item is None:
+            return
+        key = (item[1].device, item[1].inode)
+        ids = self._ids_by_key[key]
+        ids.discard(video_id)
+        if not ids:
+            del self._ids_by_key[key]
 
     def prune(self) -> None:
         """Forget every entry whose window has ended."""
         now = anyio.current_time()
-        for key in list(self._entries):
-            kept = [item for item in self._entries[key] if item[0] > now]
-            if kept:
-                self._entries[key] = kept
-            else:
-                del self._entries[key]
+        expired = [i for i, (expires, _) in self._by_id.items() if expires <= now]
+        for video_id in expired:
+            self.claim(video_id)
 
 
 class Scanner:
@@ -347,9 +348,10 @@ class Scanner:
             # deleted): keep the entries until the root is back.
             await self._repository.set_offline(path, True)
             return
-        gone = await self._repository.videos_under(path)
+        # Remembered before the delete, so that a concurrent scan of the new
+        # place finds each entry in the catalog or here.
+        self._removed.add(await self._repository.videos_under(path))
         result.removed = await self._repository.delete_videos_under(path)
-        self._removed.add(gone)
 
     async def _delete(self, paths: Sequence[str]) -> int:
         videos = [
@@ -357,9 +359,8 @@ class Scanner:
             for video in [await self._repository.get_video(path) for path in paths]
             if video is not None
         ]
-        removed = await self._repository.delete_videos(paths)
         self._removed.add(videos)
-        return removed
+        return await self._repository.delete_videos(paths)
 
     async def _walk(self, path: str, recursive: bool) -> WalkResult:
         walk = await self._core.walk(
@@ -493,10 +494,10 @@ class Scanner:
             moved = msgspec.structs.replace(
                 old, path=entry.path, root=root, ctime_ns=entry.ctime_ns, offline=False
             )
-            if old in by_key.get(key, []):
-                await self._repository.move_video(old.path, moved)
-            else:
-                self._removed.claim(old)
+            # The old entry may be deleted by a concurrent scan of its old
+            # place after it was read; it is then restored from memory.
+            self._removed.claim(old.id)
+            if not await self._repository.move_video(old.path, moved):
                 await self._repository.restore_videos([moved])
             log.info("file_moved", old_path=old.path, path=entry.path, video_id=old.id)
             result.moved += 1
