@@ -231,8 +231,8 @@ def test_readme_links_required_documents() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="docs/security.md, docs/watching.md, docs/accuracy.md and "
-    "docs/benchmarks.md are linked from README.md but not written yet",
+    reason="docs/security.md and docs/watching.md are linked from README.md "
+    "but not written yet",
 )
 def test_readme_links_resolve() -> None:
     missing = [
