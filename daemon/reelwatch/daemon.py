@@ -301,6 +301,7 @@ class Daemon:
             settling=settling,
             probes=self._scanner.probes_total,
             config_error=self._config_error,
+            storage_error=self._repository.storage_error,
         )
 
     async def status_summary(self) -> str:

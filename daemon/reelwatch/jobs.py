@@ -17,6 +17,7 @@ start.
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -27,7 +28,7 @@ import anyio.abc
 import msgspec
 import structlog
 
-from .errors import DaemonError, NotFoundError
+from .errors import DaemonError, NotFoundError, StorageError
 from .models import Job, JobKind, JobState, Progress
 from .repository import MemoryRepository, Repository, is_same_or_under
 
@@ -44,6 +45,9 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _PRUNE_INTERVAL_S = 60.0
+# A job that could not write to the catalog runs again after 1, 2, 4, ...
+# seconds, at most this long apart, until storage works again.
+_STORAGE_RETRY_MAX_S = 30.0
 
 
 class Priority(enum.IntEnum):
@@ -201,6 +205,8 @@ class AnyioJobQueue:
         self._pending: dict[int, Job] = {}
         self._pending_by_path: dict[tuple[str, str], int] = {}
         self._running: dict[int, JobContext] = {}
+        self._retrying = 0
+        self._unrecorded_ids = itertools.count(-1, -1)
         self._submit_lock = anyio.Lock()
         self._changed = anyio.Event()
 
@@ -230,7 +236,16 @@ class AnyioJobQueue:
                 params={**(params or {}), "recursive": recursive},
                 priority=int(priority),
             )
-            job = await self._repository.insert_job(job)
+            try:
+                job = await self._repository.insert_job(job)
+            except StorageError as exc:
+                if priority >= Priority.USER:
+                    raise
+                # Background work (watcher, settle, reconcile) must not stop
+                # the daemon on a full or read-only disk. The job lives only
+                # in memory, under a negative id, and runs once writes work.
+                job = msgspec.structs.replace(job, id=next(self._unrecorded_ids))
+                log.error("job_not_recorded", path=path, error=str(exc))
             self._add_pending(job)
         log.debug("job_queued", job_id=job.id, kind=job.kind, path=job.path)
         self._notify()
@@ -333,7 +348,7 @@ class AnyioJobQueue:
         return len(pending) + len(running)
 
     def is_idle(self) -> bool:
-        return not self._pending and not self._running
+        return not self._pending and not self._running and not self._retrying
 
     async def wait_idle(self) -> None:
         while not self.is_idle():
@@ -363,18 +378,46 @@ class AnyioJobQueue:
 
     async def _prune_periodically(self) -> None:
         while True:
-            pruned = await self._repository.prune_jobs(
-                finished_before=self._clock() - self._max_age_s, keep=self._keep
-            )
+            try:
+                pruned = await self._repository.prune_jobs(
+                    finished_before=self._clock() - self._max_age_s, keep=self._keep
+                )
+            except StorageError as exc:
+                log.warning("jobs_prune_failed", error=str(exc))
+                pruned = 0
             if pruned:
                 log.info("jobs_pruned", count=pruned)
             await anyio.sleep(_PRUNE_INTERVAL_S)
 
     async def _work(self, worker: int) -> None:
+        failures = 0
         while True:
             job = await self._take_next()
             with structlog.contextvars.bound_contextvars(job_id=job.id, worker=worker):
-                await self._run_job(job)
+                try:
+                    await self._run_job(job)
+                except StorageError as exc:
+                    failures += 1
+                    await self._retry_later(job, exc, failures)
+                else:
+                    failures = 0
+
+    async def _retry_later(self, job: Job, exc: StorageError, failures: int) -> None:
+        """Put a job that could not write to the catalog back after a delay."""
+        delay_s = min(2.0 ** (failures - 1), _STORAGE_RETRY_MAX_S)
+        log.error("job_storage_failed", path=job.path, error=str(exc), retry_s=delay_s)
+        # Counted as busy meanwhile, so status never reports idle with a job
+        # still to do.
+        self._retrying += 1
+        try:
+            await anyio.sleep(delay_s)
+        finally:
+            self._retrying -= 1
+        retry = msgspec.structs.replace(
+            job, status=JobState.PENDING, started_at=None, progress=None
+        )
+        self._add_pending(retry)
+        self._notify()
 
     async def _take_next(self) -> Job:
         while not self._pending:
@@ -445,6 +488,10 @@ class AnyioJobQueue:
                 result = await handler(context)
         except JobCancelledError as exc:
             return JobState.CANCELLED, None, str(exc)
+        except StorageError:
+            # The catalog could not be written: the job runs again once it
+            # can, instead of ending as failed with its files unrecorded.
+            raise
         except DaemonError as exc:
             return JobState.FAILED, None, str(exc)
         except Exception as exc:

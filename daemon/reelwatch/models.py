@@ -138,6 +138,8 @@ class Status(msgspec.Struct, kw_only=True):
     ``probes`` counts the files probed since the daemon started.
     ``config_error`` says why the last configuration reload was rejected; it
     is null when the running configuration is the file's current content.
+    ``storage_error`` is the error of the last failed catalog write (full or
+    read-only disk); it is null again once a write succeeds.
     """
 
     version: str
@@ -148,3 +150,4 @@ class Status(msgspec.Struct, kw_only=True):
     settling: int = 0
     probes: int = 0
     config_error: str | None = None
+    storage_error: str | None = None

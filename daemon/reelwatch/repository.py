@@ -64,6 +64,11 @@ class Repository(Protocol):
     sequence run in one transaction.
     """
 
+    @property
+    def storage_error(self) -> str | None:
+        """The error of the last failed write, or None once a write succeeds."""
+        ...
+
     async def open(self) -> None:
         """Open the store, creating or migrating its schema.
 
@@ -463,11 +468,16 @@ class SQLiteRepository:
         self._busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._lock = anyio.Lock()
+        self._write_error: str | None = None
 
     @property
     def path(self) -> str:
         """The database file."""
         return self._path
+
+    @property
+    def storage_error(self) -> str | None:
+        return self._write_error
 
     async def open(self) -> None:
         if self._db is not None:
@@ -550,8 +560,17 @@ class SQLiteRepository:
                     # A failed BEGIN (locked database) leaves nothing to undo.
                     if db.in_transaction:
                         await db.execute("ROLLBACK")
-                    raise self._storage_error(exc) from exc
+                    raise self._failed_write(exc) from exc
+        # A transaction that changed nothing may commit without writing, so
+        # only a real change shows that storage works again.
+        if changed:
+            self._write_error = None
         return changed
+
+    def _failed_write(self, exc: sqlite3.Error) -> StorageError:
+        error = self._storage_error(exc)
+        self._write_error = str(error)
+        return error
 
     def _storage_error(self, exc: sqlite3.Error) -> StorageError:
         # sqlite_errorcode is the extended code; its low byte is the primary one.
@@ -762,7 +781,8 @@ class SQLiteRepository:
                     job_id = cursor.lastrowid
                     await cursor.close()
                 except sqlite3.Error as exc:
-                    raise self._storage_error(exc) from exc
+                    raise self._failed_write(exc) from exc
+                self._write_error = None
         assert job_id is not None, "sqlite returns a rowid after an INSERT"
         return msgspec.structs.replace(job, id=job_id)
 
@@ -885,6 +905,8 @@ class MemoryRepository:
     Meant for tests and for running without a state folder. It loses
     everything when the process exits.
     """
+
+    storage_error: str | None = None
 
     def __init__(self) -> None:
         self._videos: dict[bytes, Video] = {}
