@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ import msgspec
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from reelwatch.errors import InvalidParamsError, NotFoundError, PathNotAllowedError
+from reelwatch.events import ChangeJournal, EventBus, Subscription
+from reelwatch.metrics import DaemonMetrics, compute_stats
 from reelwatch.models import (
     Job,
     JobState,
@@ -28,10 +30,13 @@ from reelwatch.models import (
     Video,
     VideoPage,
 )
-from reelwatch.server import ControlServer, SocketOptions
+from reelwatch.protocol import CatalogStats, RemovedVideo, VideosListResult
+from reelwatch.server import ControlServer, SocketOptions, describe_config
 
 ROOTS = ("/srv/media/movies", "/srv/media/tv")
 BASE_TIME = 1714561200.0
+# The change-journal instance of the double, so documented cursors are stable.
+INSTANCE = "5f0c3a1e9b2d4c6a"
 
 
 def make_videos() -> list[Video]:
@@ -125,6 +130,10 @@ class FakeService:
     def __init__(self) -> None:
         self.videos = make_videos()
         self.jobs = {job.id: job for job in make_jobs()}
+        self.events = EventBus()
+        self.journal = ChangeJournal(instance=INSTANCE)
+        self.metrics_registry = DaemonMetrics()
+        self.syncs: list[str | None] = []
         self.gate: anyio.Event | None = None
         self.status_entered = anyio.Event()
         self.status_error: Exception | None = None
@@ -133,8 +142,10 @@ class FakeService:
         self.calls: list[str] = []
         self._polls: dict[int, int] = {}
 
-    async def status(self) -> Status:
+    async def status(self, *, sync: bool = False, sync_timeout_s: float = 60) -> Status:
         self.calls.append("status")
+        if sync:
+            self.syncs.append(None)
         self.status_entered.set()
         if self.gate is not None:
             await self.gate.wait()
@@ -170,7 +181,129 @@ class FakeService:
             params={"recursive": recursive},
         )
         self.jobs[job_id] = job
+        self.events.publish("job.updated", job)
         return job
+
+    async def rescan(self, root: str | None) -> list[Job]:
+        self.calls.append("rescan")
+        if root is not None and root not in ROOTS:
+            if any(_is_under(root, r) for r in ROOTS):
+                raise InvalidParamsError(f"root '{root}' is not a scan root")
+            raise PathNotAllowedError(f"path not allowed: '{root}'")
+        return [await self.scan(path) for path in ([root] if root else ROOTS)]
+
+    async def cancel_job(self, job_id: int) -> Job:
+        self.calls.append("job.cancel")
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"job {job_id} not found")
+        if job.status == JobState.PENDING:
+            job = msgspec.structs.replace(
+                job,
+                status=JobState.CANCELLED,
+                finished_at=job.created_at + 5.0,
+                error="cancelled on request before it started",
+            )
+            self.jobs[job_id] = job
+            self.events.publish("job.updated", job)
+        return job
+
+    async def get_video(
+        self, path: str, *, sync: bool = False, sync_timeout_s: float = 60
+    ) -> Video:
+        self.calls.append("video.get")
+        if not any(_is_under(path, root) for root in ROOTS):
+            raise PathNotAllowedError(
+                f"path not allowed: '{path}' is not inside an allowed scan root"
+            )
+        if sync:
+            self.syncs.append(path)
+        for video in self.videos:
+            if video.path == path:
+                return video
+        raise NotFoundError(f"no catalog entry for '{path}'")
+
+    async def stats(self, *, under: str | None) -> CatalogStats:
+        self.calls.append("stats")
+        return await compute_stats(self, under=under)
+
+    async def effective_config(self) -> dict[str, Any]:
+        self.calls.append("config.get")
+        config = {
+            "allowed_scan_roots": list(ROOTS),
+            "state_dir": "/var/lib/reelwatch",
+            "socket_path": "/run/reelwatch/reelwatch.sock",
+            "socket": SocketOptions(),
+        }
+        return describe_config(msgspec.convert(config, _DocConfig))
+
+    async def metrics(self) -> str:
+        self.calls.append("metrics")
+        counts = {state.value: 0 for state in JobState}
+        for job in self.jobs.values():
+            counts[job.status.value] += 1
+        return self.metrics_registry.render(
+            jobs_by_state=counts,
+            catalog_videos=len(self.videos),
+            connections=1,
+            connections_accepted=1,
+            connections_rejected=0,
+            subscribers=self.events.subscriber_count,
+        )
+
+    def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        max_backlog: int,
+        on_drop: Callable[[], None] | None = None,
+    ) -> Subscription:
+        return self.events.subscribe(topics, max_backlog=max_backlog, on_drop=on_drop)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.events.unsubscribe(subscription)
+
+    def change_cursor(self) -> str:
+        return self.journal.cursor
+
+    def remove_video(self, path: str) -> None:
+        """Drop a catalog entry and journal it, as a scan that found it gone would."""
+        [video] = [v for v in self.videos if v.path == path]
+        self.videos.remove(video)
+        self.journal.record(path, removed=True, video_id=video.id)
+        self.events.publish("video.removed", {"id": video.id, "path": path})
+
+    def add_video(self, video: Video) -> None:
+        """Add a catalog entry in path order and journal it."""
+        self.videos.append(video)
+        self.videos.sort(key=lambda v: os.fsencode(v.path))
+        self.journal.record(video.path, removed=False)
+        self.events.publish("video.added", video)
+
+    async def list_changes(
+        self,
+        *,
+        since: str,
+        under: str | None,
+        limit: int,
+        sync: bool = False,
+        sync_timeout_s: float = 60,
+    ) -> VideosListResult:
+        self.calls.append("videos.list")
+        changes = self.journal.since(since, under=under, limit=limit)
+        by_path = {video.path: video for video in self.videos}
+        result = VideosListResult(
+            videos=[],
+            cursor=changes.cursor,
+            more=changes.more,
+            fresh_instance=changes.fresh_instance,
+        )
+        for entry in changes.entries:
+            if entry.path in by_path and not entry.removed:
+                result.videos.append(by_path[entry.path])
+            else:
+                result.removed.append(RemovedVideo(id=entry.video_id, path=entry.path))
+        return result
 
     async def get_job(self, job_id: int) -> Job:
         self.calls.append("job.get")
@@ -191,9 +324,17 @@ class FakeService:
         return jobs[:limit]
 
     async def list_videos(
-        self, *, under: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        under: str | None,
+        limit: int,
+        cursor: str | None,
+        sync: bool = False,
+        sync_timeout_s: float = 60,
     ) -> VideoPage:
         self.calls.append("videos.list")
+        if sync:
+            self.syncs.append(under)
         if under is not None and not any(_is_under(under, root) for root in ROOTS):
             raise PathNotAllowedError(
                 f"path not allowed: '{under}' is not inside an allowed scan root"
@@ -245,6 +386,20 @@ class FakeService:
         )
         self.jobs[job.id] = finished
         return finished
+
+
+class _DocConfig(msgspec.Struct, kw_only=True):
+    """The configuration the double reports from ``config.get``."""
+
+    allowed_scan_roots: list[str]
+    state_dir: str
+    socket_path: str
+    socket: SocketOptions
+    log_level: str = "info"
+
+    @property
+    def database_path(self) -> str:
+        return os.path.join(self.state_dir, "reelwatch.db")
 
 
 def _is_under(path: str, root: str) -> bool:

@@ -167,9 +167,9 @@ class TestDecodeParams:
         ("params_type", "raw", "message"),
         [
             (
-                ScanParams,
+                JobGetParams,
                 b"{}",
-                "invalid params for 'm': Object missing required field `path`",
+                "invalid params for 'm': Object missing required field `job_id`",
             ),
             (
                 ScanParams,

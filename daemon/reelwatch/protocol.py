@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import os
 from collections.abc import Sequence
 from typing import Annotated, Any, Final, Literal, TypeVar
 
@@ -18,15 +21,18 @@ from .errors import (
     PermissionDeniedError,
     StorageError,
 )
-from .models import Job, JobState
+from .models import Job, JobState, Video
 
 __all__ = [
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_SYNC_TIMEOUT_S",
     "MAX_PAGE_SIZE",
+    "CatalogStats",
     "ErrorCode",
     "ErrorObject",
     "ErrorResponse",
     "InvalidEntry",
+    "JobCancelParams",
     "JobGetParams",
     "JobsListParams",
     "JobsListResult",
@@ -34,21 +40,36 @@ __all__ = [
     "ParamsError",
     "ParsedLine",
     "Request",
+    "RemovedVideo",
     "RequestId",
+    "RescanParams",
+    "RescanResult",
     "Response",
     "ScanParams",
     "ScanResult",
+    "StatsParams",
+    "StatusParams",
+    "SubscribeParams",
+    "SubscribeResult",
     "SuccessResponse",
+    "UnsubscribeParams",
+    "VideoGetParams",
     "VideosListParams",
+    "VideosListResult",
     "decode_params",
     "encode_message",
+    "encode_notification",
     "error_from_exception",
     "make_error",
     "parse_line",
+    "optional_path_from_wire",
+    "path_from_wire",
 ]
 
 DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
+DEFAULT_SYNC_TIMEOUT_S: Final = 60.0
+MAX_SYNC_TIMEOUT_S: Final = 3600.0
 
 
 class ErrorCode(enum.IntEnum):
@@ -66,6 +87,7 @@ class ErrorCode(enum.IntEnum):
     NOT_FOUND = -32002
     PERMISSION_DENIED = -32003
     LIMIT_EXCEEDED = -32004
+    TIMEOUT = -32005
     STORAGE_ERROR = -32010
 
 
@@ -163,13 +185,32 @@ NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class NoParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Parameters of methods that take none (``ping``, ``status``)."""
+    """Parameters of methods that take none (``ping``, ``config.get``, ``metrics``)."""
+
+
+SyncTimeout = Annotated[float, msgspec.Meta(gt=0, le=MAX_SYNC_TIMEOUT_S)]
+Topic = Literal[
+    "job.updated", "video.added", "video.updated", "video.removed", "root.state"
+]
+
+
+class StatusParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``status``; ``sync`` first waits for pending changes."""
+
+    sync: bool = False
+    sync_timeout_s: SyncTimeout = DEFAULT_SYNC_TIMEOUT_S
 
 
 class ScanParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Parameters of ``scan``: an absolute path inside an allowed root."""
+    """Parameters of ``scan``: an absolute path inside an allowed root.
 
-    path: NonEmptyStr
+    ``path_bytes_b64`` replaces ``path`` for a name that is not valid UTF-8.
+    """
+
+    path: NonEmptyStr | None = None
+    path_bytes_b64: NonEmptyStr | None = None
     recursive: bool = True
 
 
@@ -177,6 +218,14 @@ class JobGetParams(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 ):
     """Parameters of ``job.get``."""
+
+    job_id: PositiveId
+
+
+class JobCancelParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``job.cancel``."""
 
     job_id: PositiveId
 
@@ -193,11 +242,65 @@ class JobsListParams(
 class VideosListParams(
     msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 ):
-    """Parameters of ``videos.list``; ``cursor`` is a previous ``next_cursor``."""
+    """Parameters of ``videos.list``.
+
+    ``cursor`` is a previous ``next_cursor`` (paging through a full listing);
+    ``since`` is a previous ``cursor`` (only what changed after it).
+    """
 
     under: NonEmptyStr | None = None
     limit: PageSize = DEFAULT_PAGE_SIZE
     cursor: NonEmptyStr | None = None
+    since: NonEmptyStr | None = None
+    under_bytes_b64: NonEmptyStr | None = None
+    sync: bool = False
+    sync_timeout_s: SyncTimeout = DEFAULT_SYNC_TIMEOUT_S
+
+
+class VideoGetParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``video.get``: ``path``, or ``path_bytes_b64`` for a
+    name that is not valid UTF-8."""
+
+    path: NonEmptyStr | None = None
+    path_bytes_b64: NonEmptyStr | None = None
+    sync: bool = False
+    sync_timeout_s: SyncTimeout = DEFAULT_SYNC_TIMEOUT_S
+
+
+class StatsParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``stats``; without ``under`` the whole catalog counts."""
+
+    under: NonEmptyStr | None = None
+    under_bytes_b64: NonEmptyStr | None = None
+
+
+class RescanParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``rescan``; without ``root`` every root is rescanned."""
+
+    root: NonEmptyStr | None = None
+    root_bytes_b64: NonEmptyStr | None = None
+
+
+class SubscribeParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``subscribe``: the notification topics to receive."""
+
+    topics: Annotated[list[Topic], msgspec.Meta(min_length=1)]
+
+
+class UnsubscribeParams(
+    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
+):
+    """Parameters of ``unsubscribe``; without ``topics`` every topic stops."""
+
+    topics: list[Topic] | None = None
 
 
 class ScanResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -208,10 +311,69 @@ class ScanResult(msgspec.Struct, frozen=True, kw_only=True):
     path: str
 
 
+class RescanResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of ``rescan``: one queued job per root."""
+
+    jobs: list[ScanResult]
+
+
 class JobsListResult(msgspec.Struct, frozen=True, kw_only=True):
     """The result of ``jobs.list``, newest job first."""
 
     jobs: list[Job]
+
+
+class RemovedVideo(msgspec.Struct, frozen=True, kw_only=True):
+    """A catalog entry that went away: its former id and path."""
+
+    id: int | None
+    path: str
+
+
+class VideosListResult(msgspec.Struct, kw_only=True):
+    """The result of ``videos.list``.
+
+    Without ``since``: a page of the catalog in path order, ``next_cursor``
+    for the next page, and ``cursor``, the change position taken before the
+    page was read. With ``since``: the entries changed after that position
+    (current records in ``videos``, entries that went in ``removed``), a new
+    ``cursor``, and ``more`` when the limit cut the list short.
+    ``fresh_instance`` means the ``since`` cursor is from an earlier daemon
+    instance or older than the journal keeps: list everything again.
+    """
+
+    videos: list[Video]
+    next_cursor: str | None = None
+    cursor: str = ""
+    removed: list[RemovedVideo] = msgspec.field(default_factory=list)
+    more: bool = False
+    fresh_instance: bool = False
+
+
+class SubscribeResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The result of ``subscribe`` and ``unsubscribe``: the topics now active."""
+
+    topics: list[str]
+    max_backlog: int
+
+
+class CatalogStats(msgspec.Struct, kw_only=True):
+    """The result of ``stats``: catalog totals.
+
+    The ``by_*`` counts cover entries probed without error, most common
+    first; ``errors`` counts the entries with an error and ``offline`` the
+    ones whose root is missing.
+    """
+
+    videos: int = 0
+    total_size: int = 0
+    total_duration_s: float = 0.0
+    errors: int = 0
+    offline: int = 0
+    by_container: dict[str, int] = msgspec.field(default_factory=dict)
+    by_video_codec: dict[str, int] = msgspec.field(default_factory=dict)
+    by_audio_codec: dict[str, int] = msgspec.field(default_factory=dict)
+    by_resolution: dict[str, int] = msgspec.field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -332,8 +494,115 @@ def error_from_exception(exc: DaemonError) -> ErrorObject:
 
 
 def encode_message(message: Response | Sequence[Response]) -> bytes:
-    """Encode a response, or a batch of them, as one line ending in ``\\n``."""
-    return _encoder.encode(message) + b"\n"
+    """Encode a response, or a batch of them, as one line ending in ``\\n``.
+
+    Strings that are not valid UTF-8 (file names decoded with surrogate
+    escapes) are sent as described in :func:`_to_wire`.
+    """
+    try:
+        return _encoder.encode(message) + b"\n"
+    except UnicodeEncodeError:
+        return _encoder.encode(_to_wire(msgspec.to_builtins(message))) + b"\n"
+
+
+def encode_notification(method: str, params: Any) -> bytes:
+    """Encode a server notification (a request without ``id``) as one line."""
+    message = {"jsonrpc": "2.0", "method": method, "params": params}
+    try:
+        return _encoder.encode(message) + b"\n"
+    except UnicodeEncodeError:
+        return _encoder.encode(_to_wire(msgspec.to_builtins(message))) + b"\n"
+
+
+def path_from_wire(text: str | None, bytes_b64: str | None, *, name: str) -> str:
+    """Return the path a request names, from ``name`` or ``name_bytes_b64``.
+
+    Raises:
+        InvalidParamsError: both or neither are given, or the base64 is
+            invalid.
+    """
+    path = optional_path_from_wire(text, bytes_b64, name=name)
+    if path is None:
+        raise InvalidParamsError(
+            f"invalid params: `params.{name}` is missing; pass {name}, or "
+            f"{name}_bytes_b64 (the path's bytes in base64) for a path that is "
+            "not valid UTF-8"
+        )
+    return path
+
+
+def optional_path_from_wire(
+    text: str | None, bytes_b64: str | None, *, name: str
+) -> str | None:
+    """Return the path from ``name`` or ``name_bytes_b64``, or None without either.
+
+    Raises:
+        InvalidParamsError: both are given, or the base64 is invalid.
+    """
+    if text is not None and bytes_b64 is not None:
+        raise InvalidParamsError(
+            f"invalid params: pass either {name} or {name}_bytes_b64, not both"
+        )
+    if bytes_b64 is None:
+        return text
+    try:
+        raw = base64.b64decode(bytes_b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidParamsError(
+            f"{name}_bytes_b64 {bytes_b64!r} is not valid base64"
+        ) from None
+    if not raw or b"\0" in raw:
+        raise InvalidParamsError(
+            f"{name}_bytes_b64 decodes to an empty path or one with a NUL byte"
+        )
+    return os.fsdecode(raw)
+
+
+def _to_wire(value: Any) -> Any:
+    """Replace strings that are not valid UTF-8 so that JSON can carry them.
+
+    Such a string becomes its UTF-8 decoding with U+FFFD for each invalid
+    byte. When it is the value of an object member ``key``, the member
+    ``key_bytes_b64`` is added with the original bytes in base64, so a client
+    can recover the exact file name.
+    """
+    if isinstance(value, str):
+        return _replace_invalid(value) if _has_surrogates(value) else value
+    if isinstance(value, list):
+        return [_to_wire(item) for item in value]
+    if isinstance(value, dict):
+        result: dict[Any, Any] = {}
+        for key, item in value.items():
+            wire_key = _to_wire(key)
+            if isinstance(item, str) and _has_surrogates(item):
+                result[wire_key] = _replace_invalid(item)
+                encoded = base64.b64encode(_raw_bytes(item)).decode("ascii")
+                result[f"{wire_key}_bytes_b64"] = encoded
+            else:
+                result[wire_key] = _to_wire(item)
+        return result
+    return value
+
+
+def _has_surrogates(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _raw_bytes(text: str) -> bytes:
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:
+        # A surrogate that no file name decoding produces (outside
+        # U+DC80..U+DCFF) keeps its UTF-8-like encoding.
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _replace_invalid(text: str) -> str:
+    return _raw_bytes(text).decode("utf-8", "replace")
 
 
 # ---------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
 import os
@@ -10,7 +11,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -21,13 +22,22 @@ import msgspec
 import structlog
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from .errors import ConfigError, ControlSocketError, DaemonError, PermissionDeniedError
-from .models import Job, Status, VideoPage
+from .errors import (
+    ConfigError,
+    ControlSocketError,
+    DaemonError,
+    InvalidParamsError,
+    PermissionDeniedError,
+)
+from .events import Subscription, SubscriptionDropped
+from .models import Job, Status, Video
 from .protocol import (
+    CatalogStats,
     ErrorCode,
     ErrorObject,
     ErrorResponse,
     InvalidEntry,
+    JobCancelParams,
     JobGetParams,
     JobsListParams,
     JobsListResult,
@@ -36,16 +46,28 @@ from .protocol import (
     ParsedLine,
     Request,
     RequestId,
+    RescanParams,
+    RescanResult,
     Response,
     ScanParams,
     ScanResult,
+    StatsParams,
+    StatusParams,
+    SubscribeParams,
+    SubscribeResult,
     SuccessResponse,
+    UnsubscribeParams,
+    VideoGetParams,
     VideosListParams,
+    VideosListResult,
     decode_params,
     encode_message,
+    encode_notification,
     error_from_exception,
     make_error,
+    optional_path_from_wire,
     parse_line,
+    path_from_wire,
 )
 from .service import Service
 
@@ -56,6 +78,7 @@ __all__ = [
     "ControlServer",
     "PeerCredentials",
     "SocketOptions",
+    "describe_config",
 ]
 
 log = structlog.get_logger("reelwatch.server")
@@ -74,6 +97,8 @@ _TRANSIENT_ACCEPT_ERRNOS: Final = frozenset(
 )
 _ACCEPT_BACKOFF_S: Final = 0.1
 _REJECTION_SEND_TIMEOUT_S: Final = 1.0
+# A dropped subscriber gets this long to take its final notice.
+_DROP_NOTICE_TIMEOUT_S: Final = 1.0
 
 PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
@@ -86,6 +111,8 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True):
     ``mode`` and ``group`` set the socket file's permissions and group.
     ``control_group`` names the group whose members may call the methods in
     :data:`PRIVILEGED_METHODS` besides root and the daemon's user.
+    ``max_subscription_backlog`` is the number of notifications a subscriber
+    may leave unread before it is disconnected.
     """
 
     mode: FileMode = 0o600
@@ -95,6 +122,7 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: PositiveInt = 128
     max_requests_in_flight: PositiveInt = 32
     max_batch_requests: PositiveInt = 100
+    max_subscription_backlog: PositiveInt = 1000
     idle_timeout_s: PositiveFloat = 300.0
     send_timeout_s: PositiveFloat = 30.0
     backlog: PositiveInt = 128
@@ -127,6 +155,24 @@ class SocketOptions(msgspec.Struct, frozen=True, kw_only=True):
         except msgspec.ValidationError as exc:
             detail = str(exc).replace("`$", "`socket")
             raise ConfigError(f"config: invalid socket setting: {detail}") from None
+
+
+def describe_config(config: msgspec.Struct) -> dict[str, Any]:
+    """Return a configuration as plain values for ``config.get``.
+
+    The ``socket`` section shows every setting the server uses, defaults
+    included, with ``mode`` as an octal string; ``database_path`` is added.
+    The configuration holds no secrets, so nothing is left out.
+    """
+    values: dict[str, Any] = msgspec.to_builtins(config)
+    options = SocketOptions.from_config(getattr(config, "socket", None))
+    socket_values: dict[str, Any] = msgspec.to_builtins(options)
+    socket_values["mode"] = f"{options.mode:04o}"
+    values["socket"] = socket_values
+    database_path = getattr(config, "database_path", None)
+    if isinstance(database_path, str):
+        values["database_path"] = database_path
+    return values
 
 
 @dataclass(frozen=True)
@@ -218,17 +264,32 @@ async def _ping(service: Service, params: NoParams) -> str:
     return "pong"
 
 
-async def _status(service: Service, params: NoParams) -> Status:
-    return await service.status()
+async def _status(service: Service, params: StatusParams) -> Status:
+    return await service.status(sync=params.sync, sync_timeout_s=params.sync_timeout_s)
 
 
 async def _scan(service: Service, params: ScanParams) -> ScanResult:
-    job = await service.scan(params.path, recursive=params.recursive)
+    path = path_from_wire(params.path, params.path_bytes_b64, name="path")
+    job = await service.scan(path, recursive=params.recursive)
     return ScanResult(job_id=job.id, status=job.status, path=job.path)
+
+
+async def _rescan(service: Service, params: RescanParams) -> RescanResult:
+    root = optional_path_from_wire(params.root, params.root_bytes_b64, name="root")
+    jobs = await service.rescan(root)
+    return RescanResult(
+        jobs=[
+            ScanResult(job_id=job.id, status=job.status, path=job.path) for job in jobs
+        ]
+    )
 
 
 async def _job_get(service: Service, params: JobGetParams) -> Job:
     return await service.get_job(params.job_id)
+
+
+async def _job_cancel(service: Service, params: JobCancelParams) -> Job:
+    return await service.cancel_job(params.job_id)
 
 
 async def _jobs_list(service: Service, params: JobsListParams) -> JobsListResult:
@@ -236,21 +297,80 @@ async def _jobs_list(service: Service, params: JobsListParams) -> JobsListResult
     return JobsListResult(jobs=jobs)
 
 
-async def _videos_list(service: Service, params: VideosListParams) -> VideoPage:
-    return await service.list_videos(
-        under=params.under, limit=params.limit, cursor=params.cursor
+async def _videos_list(service: Service, params: VideosListParams) -> VideosListResult:
+    under = optional_path_from_wire(params.under, params.under_bytes_b64, name="under")
+    if params.since is not None:
+        if params.cursor is not None:
+            raise InvalidParamsError(
+                "pass either cursor (to page through a listing) or since (to get "
+                "changes), not both"
+            )
+        return await service.list_changes(
+            since=params.since,
+            under=under,
+            limit=params.limit,
+            sync=params.sync,
+            sync_timeout_s=params.sync_timeout_s,
+        )
+
+    # The position is taken before the read, so a change made while the page
+    # is read shows up again after it rather than never.
+    cursor = service.change_cursor()
+    page = await service.list_videos(
+        under=under,
+        limit=params.limit,
+        cursor=params.cursor,
+        sync=params.sync,
+        sync_timeout_s=params.sync_timeout_s,
     )
+    return VideosListResult(
+        videos=page.videos, next_cursor=page.next_cursor, cursor=cursor
+    )
+
+
+async def _video_get(service: Service, params: VideoGetParams) -> Video:
+    path = path_from_wire(params.path, params.path_bytes_b64, name="path")
+    return await service.get_video(
+        path, sync=params.sync, sync_timeout_s=params.sync_timeout_s
+    )
+
+
+async def _stats(service: Service, params: StatsParams) -> CatalogStats:
+    under = optional_path_from_wire(params.under, params.under_bytes_b64, name="under")
+    return await service.stats(under=under)
+
+
+async def _config_get(service: Service, params: NoParams) -> dict[str, Any]:
+    return await service.effective_config()
+
+
+async def _metrics(service: Service, params: NoParams) -> str:
+    return await service.metrics()
+
+
+async def _per_connection(service: Service, params: Any) -> Any:
+    raise AssertionError("subscribe and unsubscribe are run by the connection")
 
 
 METHODS: Final[Mapping[str, _Method]] = {
     "ping": _Method(NoParams, _ping),
-    "status": _Method(NoParams, _status),
+    "status": _Method(StatusParams, _status),
     "scan": _Method(ScanParams, _scan),
+    "rescan": _Method(RescanParams, _rescan),
     "job.get": _Method(JobGetParams, _job_get),
+    "job.cancel": _Method(JobCancelParams, _job_cancel),
     "jobs.list": _Method(JobsListParams, _jobs_list),
     "videos.list": _Method(VideosListParams, _videos_list),
+    "video.get": _Method(VideoGetParams, _video_get),
+    "stats": _Method(StatsParams, _stats),
+    "config.get": _Method(NoParams, _config_get),
+    "metrics": _Method(NoParams, _metrics),
+    "subscribe": _Method(SubscribeParams, _per_connection),
+    "unsubscribe": _Method(UnsubscribeParams, _per_connection),
 }
 """Every method the server dispatches, by its JSON-RPC name."""
+
+_CONNECTION_METHODS: Final = frozenset({"subscribe", "unsubscribe"})
 
 
 class ControlServer:
@@ -293,6 +413,8 @@ class ControlServer:
         self._listen_socket = listen_socket
         self._connections = 0
         self._next_connection_id = 1
+        self.accepted_connections = 0
+        self.rejected_connections = 0
 
     @property
     def active_connections(self) -> int:
@@ -356,8 +478,10 @@ class ControlServer:
                 continue
 
             if self._connections >= self.options.max_connections:
+                self.rejected_connections += 1
                 await self._reject_connection(stream)
                 continue
+            self.accepted_connections += 1
             connection_id = self._next_connection_id
             self._next_connection_id += 1
             self._connections += 1
@@ -407,6 +531,13 @@ class _Connection:
         self._in_flight = 0
         self._at_eof = False
         self._may_control: bool | None = None
+        self._task_group: anyio.abc.TaskGroup | None = None
+        self._subscription: Subscription | None = None
+        self._pump_scope: anyio.CancelScope | None = None
+        # Set once a subscribe response is sent, so it precedes the first
+        # notification.
+        self._pump_gate = anyio.Event()
+        self._send_interrupted = False
         self._peer = _read_peer(stream)
         self._log = log.bind(
             connection=connection_id,
@@ -416,10 +547,22 @@ class _Connection:
 
     async def run(self) -> None:
         self._log.debug("connection_opened")
-        with self._scope:
-            async with anyio.create_task_group() as task_group:
-                while (line := await self._read_line()) is not None:
-                    await self._submit(line, task_group)
+        try:
+            with self._scope:
+                async with anyio.create_task_group() as task_group:
+                    self._task_group = task_group
+                    async with anyio.create_task_group() as requests:
+                        while (line := await self._read_line()) is not None:
+                            await self._submit(line, requests)
+                    # Every request has been answered. Once the client has
+                    # closed its sending side, a subscription sends what is
+                    # queued and ends, so `printf ... | socat` sees the
+                    # notifications its own requests caused.
+                    if self._subscription is not None:
+                        self._server.service.unsubscribe(self._subscription)
+                        self._subscription.finish()
+        finally:
+            self._close_subscription()
         self._log.debug("connection_closed")
 
     async def _read_line(self) -> bytes | None:
@@ -443,11 +586,12 @@ class _Connection:
                     return None
 
             # The idle timeout passed. A request still running keeps the
-            # connection open, since its response is what the client waits for.
+            # connection open, since its response is what the client waits
+            # for, and so does a subscription, which is all it waits for.
             # NOTE: on asyncio, anyio 4.16's Unix socket stream logs
             # InvalidStateError when this cancellation meets arriving data in
             # the same loop step; the data stays buffered and is read next.
-            if self._in_flight == 0:
+            if self._in_flight == 0 and self._subscription is None:
                 self._log.debug("connection_idle_timeout")
                 return None
 
@@ -476,6 +620,8 @@ class _Connection:
                 await self._send(responses if parsed.is_batch else responses[0])
         finally:
             self._in_flight -= 1
+            if self._subscription is not None:
+                self._pump_gate.set()
 
     async def _dispatch(self, entry: Request | InvalidEntry) -> Response | None:
         if isinstance(entry, InvalidEntry):
@@ -541,7 +687,84 @@ class _Connection:
             raise self._server.policy.denial(request.method, self._peer)
 
         params = decode_params(request.method, request.params, method.params_type)
+        if isinstance(params, SubscribeParams):
+            return self._subscribe(params.topics)
+        if isinstance(params, UnsubscribeParams):
+            return self._unsubscribe(params.topics)
         return await method.call(self._server.service, params)
+
+    def _subscribe(self, topics: Sequence[str]) -> SubscribeResult:
+        limit = self._options.max_subscription_backlog
+        if self._subscription is None:
+            self._subscription = self._server.service.subscribe(
+                topics, max_backlog=limit, on_drop=self._on_subscription_dropped
+            )
+            assert self._task_group is not None
+            self._pump_gate = anyio.Event()
+            self._task_group.start_soon(self._pump, self._subscription)
+            self._log.info("subscribed", topics=sorted(topics))
+        else:
+            self._subscription.topics.update(topics)
+        return SubscribeResult(
+            topics=sorted(self._subscription.topics), max_backlog=limit
+        )
+
+    def _unsubscribe(self, topics: Sequence[str] | None) -> SubscribeResult:
+        limit = self._options.max_subscription_backlog
+        if self._subscription is None:
+            return SubscribeResult(topics=[], max_backlog=limit)
+        if topics is not None:
+            self._subscription.topics.difference_update(topics)
+        if topics is None or not self._subscription.topics:
+            self._close_subscription()
+            return SubscribeResult(topics=[], max_backlog=limit)
+        return SubscribeResult(
+            topics=sorted(self._subscription.topics), max_backlog=limit
+        )
+
+    def _close_subscription(self) -> None:
+        if self._subscription is not None:
+            self._server.service.unsubscribe(self._subscription)
+            self._subscription = None
+        if self._pump_scope is not None:
+            self._pump_scope.cancel()
+
+    def _on_subscription_dropped(self) -> None:
+        # Runs inside the publisher's call; the pump may be stuck sending to a
+        # client that does not read, so it is cancelled rather than awaited.
+        if self._pump_scope is not None:
+            self._pump_scope.cancel()
+
+    async def _pump(self, subscription: Subscription) -> None:
+        """Send queued notifications until the subscription closes or drops."""
+        with anyio.CancelScope() as self._pump_scope:
+            await self._pump_gate.wait()
+            try:
+                while lines := await subscription.next_lines():
+                    await self._send_bytes(b"".join(lines))
+            except SubscriptionDropped:
+                pass
+        self._pump_scope = None
+        if subscription.dropped is not None:
+            await self._send_drop_notice(subscription.dropped)
+
+    async def _send_drop_notice(self, dropped: SubscriptionDropped) -> None:
+        self._log.warning("subscriber_dropped", reason="backlog_full")
+        notice = encode_notification(
+            "subscription.dropped",
+            {"reason": "backlog_full", "message": str(dropped), "limit": dropped.limit},
+        )
+        if self._send_interrupted:
+            # The cancelled send may have left half a line; end it first.
+            notice = b"\n" + notice
+        with (
+            anyio.move_on_after(_DROP_NOTICE_TIMEOUT_S),
+            contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError),
+        ):
+            async with self._send_lock:
+                await self._stream.send(notice)
+        self._subscription = None
+        self._scope.cancel()
 
     async def _may_call_control(self) -> bool:
         if self._may_control is None:
@@ -582,11 +805,15 @@ class _Connection:
         await self._send(ErrorResponse(id=None, error=error))
 
     async def _send(self, message: Response | list[Response]) -> None:
-        data = encode_message(message)
+        await self._send_bytes(encode_message(message))
+
+    async def _send_bytes(self, data: bytes) -> None:
         async with self._send_lock:
             with anyio.move_on_after(self._options.send_timeout_s) as timeout:
                 try:
+                    self._send_interrupted = True
                     await self._stream.send(data)
+                    self._send_interrupted = False
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     self._log.debug("connection_lost_on_send")
                     self._scope.cancel()
