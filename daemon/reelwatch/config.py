@@ -101,9 +101,15 @@ class SocketConfig(_Section, frozen=True):
 
     mode: FileMode = "0600"
     group: str | None = None
+    # Members of this group may call scan, rescan and job.cancel, besides
+    # root and the daemon's own user.
+    control_group: str | None = None
     max_line_bytes: Positive = 1_048_576
     max_connections: Positive = 128
     max_requests_in_flight: Positive = 32
+    max_batch_requests: Positive = 100
+    # Unread notifications a subscriber may have before it is disconnected.
+    max_subscription_backlog: Positive = 1000
     idle_timeout_s: PositiveFloat = 300.0
 
     @property
