@@ -145,8 +145,10 @@ def _idle_resources(daemon: BenchDaemon, window_s: float) -> dict[str, Any]:
         for name, seconds in threads_after.items()
         if seconds > threads_before.get(name, 0.0)
     }
-    # The rest was used by threads that ended within the window.
-    by_thread_ms["ended threads"] = round(cpu_used * 1000) - sum(by_thread_ms.values())
+    # The rest was used by threads that ended within the window. Ticks are
+    # 10 ms, so the rounded sums can differ by a tick; that is not counted.
+    ended_ms = round(cpu_used * 1000) - sum(by_thread_ms.values())
+    by_thread_ms["ended threads"] = max(0, ended_ms)
     return {
         "idle_cpu_ms_by_thread": by_thread_ms,
         "rss_bytes": rss_bytes(pid),

@@ -1,17 +1,21 @@
 """Turn the suite's results into goal verdicts, PNG plots and the docs section.
 
 Only the text between the two marker comments of ``docs/benchmarks.md`` is
-regenerated; the analysis around it is written by hand.
+regenerated; the analysis around it is written by hand. Run as a script, it
+redraws the plots and the section from ``benchmarks/out/results.json``
+without measuring again.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness import REPO, say
+from harness import OUT_DIR, REPO, say
 
 __all__ = ["goal_lines", "goals", "update_docs", "write_plots"]
 
@@ -439,7 +443,14 @@ def _render_resources(resources: dict[str, Any]) -> list[str]:
         f"{summary['idle_cpu_s']['median'] * 1000:.0f} |",
         f"| CPU share of one core while idle, % | "
         f"{_span(summary['idle_cpu_percent'], '{:.3f}')} |",
+        f"| idle CPU by thread, ms | {_threads(resources['per_run'][0])} |",
     ]
+
+
+def _threads(run: dict[str, Any]) -> str:
+    by_thread = run.get("idle_cpu_ms_by_thread", {})
+    busiest = sorted(by_thread.items(), key=lambda item: -item[1])
+    return ", ".join(f"{name}: {ms}" for name, ms in busiest if ms > 0) or "none"
 
 
 def _render_socket(socket: dict[str, Any]) -> list[str]:
@@ -466,3 +477,15 @@ def _render_socket(socket: dict[str, Any]) -> list[str]:
             f"{_span(row['median_ms'], '{:.2f}')} | {_span(row['p99_ms'], '{:.2f}')} |"
         )
     return lines
+
+
+def main() -> int:
+    """Redraw the plots and the docs section from the last results.json."""
+    results = json.loads((OUT_DIR / "results.json").read_text(encoding="utf-8"))
+    update_docs(results, write_plots(results, OUT_DIR))
+    say("docs/benchmarks.md and docs/benchmarks/*.png regenerated")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
