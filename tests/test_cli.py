@@ -246,7 +246,8 @@ class TestScan:
         code, out, err = run_cli(capsys, served, "scan", "/srv/media/tv", "--wait")
 
         assert code == 0
-        assert err == ""
+        # Without a terminal, progress is plain lines on stderr, one per change.
+        assert err == "job 3: pending\njob 3: complete\n"
         assert "status    complete" in out
         assert "scanned 3, new 2, updated 0, removed 0, skipped 1, error count 1" in out
         assert "  /srv/media/tv/bad.mp4: corrupt header: moov box truncated" in out
@@ -263,7 +264,10 @@ class TestScan:
 
         assert code == 4
         assert json.loads(out)["status"] == "timeout"
-        assert err == "reelwatch: job 3 ended with status timeout: scan timed out\n"
+        assert err == (
+            "job 3: timeout\n"
+            "reelwatch: job 3 ended with status timeout: scan timed out\n"
+        )
 
     def test_scan_wait_timeout_exits_4(
         self, served: Path, capsys: pytest.CaptureFixture[str]
@@ -275,6 +279,7 @@ class TestScan:
         assert code == 4
         assert out == ""
         assert err == (
+            "job 3: pending\n"
             "reelwatch: job 3 is still pending after 0.3 s; "
             "check it later with 'reelwatch job 3'\n"
         )

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from .cli import ExitCode, JobNotCompleted, run
-from .client import ClientError, DaemonNotRunning, RpcError
+from .client import ClientError, DaemonNotRunning, RpcError, SubscriptionDropped
 from .errors import ConfigError, DaemonError
 
 __all__ = ["main"]
@@ -54,6 +54,10 @@ def _report(exc: BaseException) -> int:
 def _exit_code_for(exc: BaseException) -> ExitCode | None:
     if isinstance(exc, DaemonNotRunning):
         return ExitCode.NOT_RUNNING
+    if isinstance(exc, RpcError) and exc.reason == "sync_timeout":
+        return ExitCode.SYNC_TIMEOUT
+    if isinstance(exc, SubscriptionDropped):
+        return ExitCode.DROPPED
     if isinstance(exc, ClientError):
         return ExitCode.ERROR
     if isinstance(exc, ConfigError):

@@ -16,9 +16,16 @@ import msgspec
 import structlog
 
 from . import __version__
-from .client import Client, default_socket_path
+from .client import Client, Notification, default_socket_path
+from .completion import SHELLS, TOPICS, completion_script
 from .models import Job, JobState, Status, Video
-from .protocol import MAX_PAGE_SIZE, ScanResult
+from .protocol import (
+    MAX_PAGE_SIZE,
+    CatalogStats,
+    ScanResult,
+    VideosListResult,
+    encode_json,
+)
 
 __all__ = [
     "DEFAULT_JOBS_LIMIT",
@@ -37,6 +44,7 @@ DEFAULT_JOBS_LIMIT: Final = 20
 DRAIN_TIMEOUT_S: Final = 30.0
 _POLL_START_S: Final = 0.1
 _POLL_MAX_S: Final = 1.0
+_PROGRESS_BAR_WIDTH: Final = 30
 
 
 class ExitCode(enum.IntEnum):
@@ -52,6 +60,10 @@ class ExitCode(enum.IntEnum):
     JOB_NOT_COMPLETED = 4
     """``scan --wait``: the job failed, timed out or was cancelled, or
     ``--timeout`` passed first."""
+    SYNC_TIMEOUT = 5
+    """``--sync``: the daemon could not see every change settle in time."""
+    DROPPED = 6
+    """``events``: the daemon dropped the subscription for reading too slowly."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C (128 + SIGINT)."""
 
@@ -72,9 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="reelwatch",
         description="Keep a catalog of the video files under the allowed scan "
         "roots, and query it.",
-        epilog="Exit status: 0 success, 1 error returned by the daemon, 2 invalid "
-        "usage or configuration, 3 daemon not running, 4 scanned job did not "
-        "complete.",
+        epilog="Exit status: 0 success, 1 error returned by the daemon or failed "
+        "connection, 2 invalid usage or configuration, 3 daemon not running, "
+        "4 scanned job did not complete, 5 --sync timed out, 6 events "
+        "subscription dropped, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=__version__)
     _add_common_options(parser, default=None)
@@ -88,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = commands.add_parser(
         "status", parents=[common], help="show roots, job counts and catalog size"
     )
+    _add_sync_options(status)
     status.set_defaults(handler=_show_status)
 
     ping = commands.add_parser(
@@ -111,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --wait: give up after SECONDS (default: wait as long as needed)",
     )
     scan.set_defaults(handler=_scan)
+
+    rescan = commands.add_parser(
+        "rescan", parents=[common], help="queue a full scan of one root or all"
+    )
+    rescan.add_argument(
+        "root", metavar="ROOT", nargs="?", help="an allowed scan root (default: all)"
+    )
+    rescan.set_defaults(handler=_rescan)
+
+    cancel = commands.add_parser("cancel", parents=[common], help="cancel a job")
+    cancel.add_argument("job_id", type=_positive_int, metavar="JOB")
+    cancel.set_defaults(handler=_cancel)
 
     job = commands.add_parser("job", parents=[common], help="show one job")
     job.add_argument("job_id", type=_positive_int, metavar="ID")
@@ -142,7 +168,68 @@ def build_parser() -> argparse.ArgumentParser:
     videos.add_argument(
         "--cursor", metavar="CURSOR", help="continue after an earlier next_cursor"
     )
+    videos.add_argument(
+        "--since",
+        metavar="CURSOR",
+        help="only what changed after an earlier change cursor (printed by "
+        "--json as 'cursor')",
+    )
+    _add_sync_options(videos)
     videos.set_defaults(handler=_list_videos)
+
+    video = commands.add_parser(
+        "video", parents=[common], help="show the catalog entry of one file"
+    )
+    video.add_argument("path", metavar="PATH", help="a video file in a root")
+    _add_sync_options(video)
+    video.set_defaults(handler=_show_video)
+
+    stats = commands.add_parser("stats", parents=[common], help="show catalog totals")
+    stats.add_argument("--under", metavar="PATH", help="only videos below PATH")
+    stats.set_defaults(handler=_show_stats)
+
+    metrics = commands.add_parser(
+        "metrics", parents=[common], help="print metrics in the Prometheus format"
+    )
+    metrics.set_defaults(handler=_show_metrics)
+
+    config = commands.add_parser(
+        "config", parents=[common], help="show the daemon's effective configuration"
+    )
+    config.set_defaults(handler=_show_config)
+
+    events = commands.add_parser(
+        "events", parents=[common], help="print notifications as they happen"
+    )
+    events.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep printing until interrupted (the default without --count)",
+    )
+    events.add_argument(
+        "--topic",
+        action="append",
+        choices=TOPICS,
+        metavar="TOPIC",
+        help="subscribe to TOPIC; repeat for more (default: all of "
+        + ", ".join(TOPICS)
+        + ")",
+    )
+    events.add_argument(
+        "--count",
+        type=_positive_int,
+        metavar="N",
+        help="exit after N notifications",
+    )
+    events.set_defaults(handler=_follow_events)
+
+    completion = commands.add_parser(
+        "completion", help="print the shell completion script"
+    )
+    completion.add_argument(
+        "shell", choices=SHELLS, metavar="SHELL", help="bash or zsh"
+    )
+    completion.set_defaults(handler=None)
 
     return parser
 
@@ -169,6 +256,9 @@ def run(
     out = sys.stdout if stdout is None else stdout
     if args.command == "serve":
         return _serve(args.config, environ)
+    if args.command == "completion":
+        out.write(completion_script(args.shell))
+        return ExitCode.OK
 
     socket_path = resolve_socket_path(args.socket, args.config, environ)
     handler: Callable[[Client, argparse.Namespace, TextIO], int] = args.handler
@@ -214,24 +304,101 @@ def resolve_socket_path(
 
 def _ping(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     answer = client.ping()
-    _write(out, _to_json(answer) if args.json else answer)
+    _emit(out, args, answer, answer)
     return ExitCode.OK
 
 
 def _show_status(client: Client, args: argparse.Namespace, out: TextIO) -> int:
-    status = client.status()
-    _write(out, _to_json(status) if args.json else format_status(status))
+    status = client.status(sync=args.sync, sync_timeout_s=args.sync_timeout)
+    _emit(out, args, status, format_status)
+    return ExitCode.OK
+
+
+def _rescan(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    root = None if args.root is None else os.path.abspath(args.root)
+    queued = client.rescan(root)
+    if _machine_output(args):
+        _emit_list(out, args, "jobs", queued)
+    else:
+        _write(out, "\n".join(format_queued(job) for job in queued))
+    return ExitCode.OK
+
+
+def _cancel(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    job = client.cancel_job(args.job_id)
+    if _machine_output(args):
+        _emit(out, args, job, format_job)
+    elif job.status == JobState.CANCELLED:
+        _write(out, f"job {job.id} cancelled")
+    elif job.status.is_finished:
+        _write(out, f"job {job.id} had already finished ({job.status.value})")
+    else:
+        _write(
+            out,
+            f"job {job.id} is {job.status.value}; it stops at its next batch of "
+            f"files (check with 'reelwatch job {job.id}')",
+        )
+    return ExitCode.OK
+
+
+def _show_video(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    video = client.get_video(
+        os.path.abspath(args.path), sync=args.sync, sync_timeout_s=args.sync_timeout
+    )
+    _emit(out, args, video, format_video)
+    return ExitCode.OK
+
+
+def _show_stats(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    under = None if args.under is None else os.path.abspath(args.under)
+    stats = client.stats(under=under)
+    _emit(out, args, stats, format_stats)
+    return ExitCode.OK
+
+
+def _show_metrics(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    text = client.metrics()
+    if _machine_output(args):
+        _emit(out, args, text, text)
+    else:
+        out.write(text)
+    return ExitCode.OK
+
+
+def _show_config(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    config = client.config()
+    _emit(out, args, config, format_config)
+    return ExitCode.OK
+
+
+def _follow_events(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    topics = args.topic or list(TOPICS)
+    received = 0
+    with client.subscribe(topics) as subscription:
+        for notification in subscription:
+            if _machine_output(args):
+                _write(out, _to_json_line(notification))
+            else:
+                _write(out, format_notification(notification))
+            out.flush()
+            received += 1
+            if args.count is not None and received >= args.count:
+                break
     return ExitCode.OK
 
 
 def _scan(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     queued = client.scan(os.path.abspath(args.path), recursive=args.recursive)
     if not args.wait:
-        _write(out, _to_json(queued) if args.json else format_queued(queued))
+        _emit(out, args, queued, format_queued)
         return ExitCode.OK
 
-    job = _wait_for_job(client, queued.job_id, args.timeout)
-    _write(out, _to_json(job) if args.json else format_job(job))
+    progress = _ProgressReporter(sys.stderr, queued.job_id)
+    try:
+        job = _wait_for_job(client, queued.job_id, args.timeout, progress)
+    finally:
+        progress.close()
+    _emit(out, args, job, format_job)
     if job.status != JobState.COMPLETE:
         raise JobNotCompleted(
             f"job {job.id} ended with status {job.status.value}"
@@ -242,44 +409,111 @@ def _scan(client: Client, args: argparse.Namespace, out: TextIO) -> int:
 
 def _show_job(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     job = client.get_job(args.job_id)
-    _write(out, _to_json(job) if args.json else format_job(job))
+    _emit(out, args, job, format_job)
     return ExitCode.OK
 
 
 def _list_jobs(client: Client, args: argparse.Namespace, out: TextIO) -> int:
     status = None if args.status is None else JobState(args.status)
     jobs = client.list_jobs(status=status, limit=args.limit)
-    _write(out, _to_json({"jobs": jobs}) if args.json else format_jobs(jobs))
+    if _machine_output(args):
+        _emit_list(out, args, "jobs", jobs)
+    else:
+        _write(out, format_jobs(jobs))
     return ExitCode.OK
 
 
 def _list_videos(client: Client, args: argparse.Namespace, out: TextIO) -> int:
+    under = None if args.under is None else os.path.abspath(args.under)
+    if args.since is not None:
+        return _list_changes(client, args, out, under)
+
     videos: list[Video] = []
     cursor: str | None = args.cursor
+    change_cursor = ""
+    sync = args.sync
     while True:
         wanted = MAX_PAGE_SIZE if args.limit is None else args.limit - len(videos)
         page = client.list_videos(
-            under=None if args.under is None else os.path.abspath(args.under),
+            under=under,
             limit=min(wanted, MAX_PAGE_SIZE),
             cursor=cursor,
+            sync=sync,
+            sync_timeout_s=args.sync_timeout,
         )
+        # One sync covers the whole listing.
+        sync = False
+        change_cursor = change_cursor or page.cursor
         videos.extend(page.videos)
         cursor = page.next_cursor
         if cursor is None or (args.limit is not None and len(videos) >= args.limit):
             break
 
-    if args.json:
-        _write(out, _to_json({"videos": videos, "next_cursor": cursor}))
+    if args.jsonl:
+        for video in videos:
+            _write(out, _to_json_line(video))
+    elif args.json:
+        result = {"videos": videos, "next_cursor": cursor, "cursor": change_cursor}
+        _write(out, _to_json(result))
     else:
         _write(out, format_videos(videos, next_cursor=cursor))
     return ExitCode.OK
 
 
-def _wait_for_job(client: Client, job_id: int, timeout_s: float | None) -> Job:
+def _list_changes(
+    client: Client, args: argparse.Namespace, out: TextIO, under: str | None
+) -> int:
+    since: str = args.since
+    sync = args.sync
+    changes = VideosListResult(videos=[], cursor=since)
+    while True:
+        page = client.list_videos(
+            under=under,
+            limit=MAX_PAGE_SIZE,
+            since=since,
+            sync=sync,
+            sync_timeout_s=args.sync_timeout,
+        )
+        sync = False
+        changes.videos.extend(page.videos)
+        changes.removed.extend(page.removed)
+        changes.cursor = since = page.cursor
+        changes.fresh_instance = page.fresh_instance
+        if not page.more or page.fresh_instance:
+            break
+
+    if args.jsonl:
+        for video in changes.videos:
+            _write(out, _to_json_line({"change": "changed", "video": video}))
+        for removed in changes.removed:
+            _write(
+                out,
+                _to_json_line({"change": "removed", **msgspec.to_builtins(removed)}),
+            )
+        _write(
+            out,
+            _to_json_line(
+                {"cursor": changes.cursor, "fresh_instance": changes.fresh_instance}
+            ),
+        )
+    elif args.json:
+        _write(out, _to_json(changes))
+    else:
+        _write(out, format_changes(changes))
+    return ExitCode.OK
+
+
+def _wait_for_job(
+    client: Client,
+    job_id: int,
+    timeout_s: float | None,
+    progress: _ProgressReporter,
+) -> Job:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     interval = _POLL_START_S
     while True:
         job = client.get_job(job_id)
+        progress.update(job)
         if job.status.is_finished:
             return job
         if deadline is not None and time.monotonic() >= deadline:
@@ -370,7 +604,7 @@ def format_videos(videos: Sequence[Video], *, next_cursor: str | None = None) ->
         [
             format_size(video.size),
             format_duration(video.duration_s),
-            f"{video.width}x{video.height}" if video.width and video.height else "-",
+            _resolution(video),
             format_frame_rate(video.frame_rate),
             video.video_codec or "-",
             video.audio_codec or "-",
@@ -384,6 +618,123 @@ def format_videos(videos: Sequence[Video], *, next_cursor: str | None = None) ->
         table += f"\n(more videos: continue with --cursor {next_cursor})"
 
     return table
+
+
+def format_video(video: Video) -> str:
+    """Format one catalog entry as key-value lines."""
+    pairs = [
+        ("id", str(video.id)),
+        ("path", video.path),
+        ("size", f"{format_size(video.size)} ({video.size:,} bytes)"),
+        ("modified", _format_time(video.mtime_ns / 1e9)),
+        ("container", video.container or "-"),
+        ("duration", format_duration(video.duration_s)),
+        ("resolution", _resolution(video)),
+        ("frame rate", format_frame_rate(video.frame_rate)),
+        ("video", video.video_codec or "-"),
+        ("audio", video.audio_codec or "-"),
+    ]
+    if video.bit_rate:
+        pairs.append(("bit rate", f"{video.bit_rate / 1000:.0f} kb/s"))
+    if video.offline:
+        pairs.append(("offline", "yes (its root is missing)"))
+    if video.error:
+        pairs.append(("error", video.error))
+    return _key_values(pairs)
+
+
+def format_stats(stats: CatalogStats) -> str:
+    """Format catalog totals, then one table per breakdown."""
+    summary = _key_values(
+        [
+            ("videos", f"{stats.videos:,}"),
+            ("total size", format_size(stats.total_size)),
+            ("total duration", format_duration(stats.total_duration_s)),
+            ("errors", f"{stats.errors:,}"),
+            ("offline", f"{stats.offline:,}"),
+        ]
+    )
+    sections = [summary]
+    for title, counts in (
+        ("CONTAINER", stats.by_container),
+        ("VIDEO CODEC", stats.by_video_codec),
+        ("AUDIO CODEC", stats.by_audio_codec),
+        ("RESOLUTION", stats.by_resolution),
+    ):
+        if counts:
+            rows = [[name, f"{count:,}"] for name, count in counts.items()]
+            sections.append(format_table([title, "VIDEOS"], rows, right_aligned={1}))
+    return "\n\n".join(sections)
+
+
+def format_config(config: Mapping[str, Any], prefix: str = "") -> str:
+    """Format a configuration as ``key = value`` lines, sections dotted."""
+    lines = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            lines.append(format_config(value, prefix=f"{name}."))
+        else:
+            lines.append(f"{name} = {msgspec.json.encode(value).decode()}")
+    return "\n".join(line for line in lines if line)
+
+
+def format_notification(notification: Notification) -> str:
+    """Format one notification as a line: time, topic, then what changed."""
+    params = notification.params if isinstance(notification.params, dict) else {}
+    stamp = time.strftime("%H:%M:%S")
+    topic = notification.method
+    if topic == "job.updated":
+        detail = (
+            f"job {params.get('id')} {params.get('kind', '')} "
+            f"{params.get('status')} {params.get('path', '')}"
+        )
+        if params.get("error"):
+            detail += f" ({params['error']})"
+    elif topic in ("video.added", "video.updated"):
+        video = msgspec.convert(params, Video)
+        detail = f"{video.path}  {_video_summary(video)}"
+    elif topic == "video.removed":
+        detail = str(params.get("path"))
+        if params.get("moved_to"):
+            detail += f" -> {params['moved_to']}"
+    elif topic == "root.state":
+        detail = f"{params.get('path')} {params.get('state')}"
+        if params.get("error"):
+            detail += f" ({params['error']})"
+    else:
+        detail = msgspec.json.encode(params).decode()
+    return f"{stamp}  {topic:<13}  {detail}"
+
+
+def format_changes(changes: VideosListResult) -> str:
+    """Format the result of ``videos --since``."""
+    if changes.fresh_instance:
+        return (
+            "the cursor is from an earlier daemon run or too old; list everything "
+            f"again with 'reelwatch videos' (new cursor: {changes.cursor})"
+        )
+    rows = [["changed", video.path] for video in changes.videos]
+    rows += [["removed", removed.path] for removed in changes.removed]
+    table = format_table(["CHANGE", "PATH"], rows) if rows else "no changes"
+    return f"{table}\n(next: --since {changes.cursor})"
+
+
+def _video_summary(video: Video) -> str:
+    if video.error:
+        return f"error: {video.error}"
+    parts = [
+        video.container or "-",
+        video.video_codec or "-",
+        video.audio_codec or "no audio",
+        _resolution(video),
+        format_duration(video.duration_s),
+    ]
+    return " ".join(parts)
+
+
+def _resolution(video: Video) -> str:
+    return f"{video.width}x{video.height}" if video.width and video.height else "-"
 
 
 def format_table(
@@ -482,10 +833,103 @@ def _key_values(pairs: Sequence[tuple[str, str]]) -> str:
 
 
 def _to_json(value: Any) -> str:
-    return msgspec.json.format(msgspec.json.encode(value), indent=2).decode()
+    return msgspec.json.format(_encode(value), indent=2).decode()
+
+
+def _to_json_line(value: Any) -> str:
+    return _encode(value).decode()
+
+
+def _encode(value: Any) -> bytes:
+    # A file name that is not valid UTF-8 is printed as the daemon sends it:
+    # U+FFFD for each invalid byte, plus the exact bytes in *_bytes_b64.
+    return encode_json(value)
+
+
+def _machine_output(args: argparse.Namespace) -> bool:
+    return bool(args.json or args.jsonl)
+
+
+def _emit(out: TextIO, args: argparse.Namespace, value: Any, human: Any) -> None:
+    """Print ``value`` as JSON, as one JSON line, or with the ``human`` formatter."""
+    if args.jsonl:
+        _write(out, _to_json_line(value))
+    elif args.json:
+        _write(out, _to_json(value))
+    else:
+        _write(out, human(value) if callable(human) else str(human))
+
+
+def _emit_list(
+    out: TextIO, args: argparse.Namespace, key: str, items: Sequence[Any]
+) -> None:
+    """Print a list as ``{key: [...]}`` with --json, or one item per line."""
+    if args.jsonl:
+        for item in items:
+            _write(out, _to_json_line(item))
+    else:
+        _write(out, _to_json({key: items}))
+
+
+class _ProgressReporter:
+    """Shows a waited-for job's progress on stderr.
+
+    On a terminal a bar is redrawn in place; otherwise a plain line is written
+    each time the state or the count of finished files changes.
+    """
+
+    def __init__(self, stream: TextIO, job_id: int) -> None:
+        self._stream = stream
+        self._job_id = job_id
+        self._is_terminal = stream.isatty()
+        self._last = ""
+        self._drawn = False
+
+    def update(self, job: Job) -> None:
+        if self._is_terminal:
+            self._draw_bar(job)
+            return
+        done = (
+            ""
+            if job.progress is None
+            else f", {job.progress.done} of {job.progress.total} files"
+        )
+        line = f"job {job.id}: {job.status.value}{done}"
+        if line != self._last:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+            self._last = line
+
+    def _draw_bar(self, job: Job) -> None:
+        if job.progress is None or job.progress.total == 0:
+            text = f"job {job.id}: {job.status.value}"
+        else:
+            fraction = job.progress.done / job.progress.total
+            filled = round(fraction * _PROGRESS_BAR_WIDTH)
+            bar = "#" * filled + "-" * (_PROGRESS_BAR_WIDTH - filled)
+            text = (
+                f"job {job.id}: [{bar}] {job.progress.done}/{job.progress.total} "
+                f"files ({fraction:.0%})"
+            )
+        padding = " " * max(len(self._last) - len(text), 0)
+        self._stream.write("\r" + text + padding)
+        self._stream.flush()
+        self._last = text
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            self._stream.write("\n")
+            self._stream.flush()
 
 
 def _write(out: TextIO, text: str) -> None:
+    # File names that are not valid UTF-8 (str with surrogate escapes) get
+    # U+FFFD for each invalid byte, since a strict stdout cannot print them.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     out.write(text + "\n")
 
 
@@ -509,6 +953,28 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         action="store_true",
         default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
         help="print the result as JSON instead of a table",
+    )
+    parser.add_argument(
+        "--jsonl",
+        action="store_true",
+        default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
+        help="print JSON Lines: one compact JSON value per line, one line per "
+        "video, job or event",
+    )
+
+
+def _add_sync_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--sync",
+        action="store_true",
+        help="first wait until every change made on disk before this command is "
+        "in the catalog",
+    )
+    parser.add_argument(
+        "--sync-timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="with --sync: give up after SECONDS (default 60); exit status 5",
     )
 
 

@@ -57,6 +57,7 @@ __all__ = [
     "VideosListParams",
     "VideosListResult",
     "decode_params",
+    "encode_json",
     "encode_message",
     "encode_notification",
     "error_from_exception",
@@ -503,6 +504,14 @@ def encode_message(message: Response | Sequence[Response]) -> bytes:
         return _encoder.encode(message) + b"\n"
     except UnicodeEncodeError:
         return _encoder.encode(_to_wire(msgspec.to_builtins(message))) + b"\n"
+
+
+def encode_json(value: Any) -> bytes:
+    """Encode any value as compact JSON, with the wire form of non-UTF-8 names."""
+    try:
+        return _encoder.encode(value)
+    except UnicodeEncodeError:
+        return _encoder.encode(_to_wire(msgspec.to_builtins(value)))
 
 
 def encode_notification(method: str, params: Any) -> bytes:
