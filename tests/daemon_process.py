@@ -67,6 +67,7 @@ class DaemonProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         roots = ", ".join(json.dumps(str(root)) for root in self.roots)
         self.config_path.write_text(
             f"allowed_scan_roots = [{roots}]\n"
