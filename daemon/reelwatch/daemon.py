@@ -189,6 +189,9 @@ class Daemon:
                 await task_group.start(self._queue.run)
                 self._set_initial_root_states()
                 for root in self.config.allowed_scan_roots:
+                    # A scan interrupted by the last stop already covers it.
+                    if self._queue.has_unfinished(JobKind.SCAN, root):
+                        continue
                     # A missing root is scanned too: that marks its entries offline.
                     await self._queue.submit(JobKind.SCAN, root)
                 task_group.start_soon(self._settle.run)

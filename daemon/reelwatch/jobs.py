@@ -156,6 +156,10 @@ class JobQueue(Protocol):
         """
         ...
 
+    def has_unfinished(self, kind: JobKind, path: str) -> bool:
+        """Tell whether a recursive job for exactly ``path`` is pending or running."""
+        ...
+
     def is_idle(self) -> bool:
         """Tell whether no job is pending or running."""
         ...
@@ -347,6 +351,15 @@ class AnyioJobQueue:
             await self.cancel(job_id)
         return len(pending) + len(running)
 
+    def has_unfinished(self, kind: JobKind, path: str) -> bool:
+        jobs = [*self._pending.values(), *(c.job for c in self._running.values())]
+        return any(
+            job.kind == kind.value
+            and job.path == path
+            and job.params.get("recursive", True)
+            for job in jobs
+        )
+
     def is_idle(self) -> bool:
         return not self._pending and not self._running and not self._retrying
 
@@ -441,25 +454,30 @@ class AnyioJobQueue:
             log.info("job_started", kind=job.kind, path=job.path)
             state, result, error = await self._call_handler(context)
         finally:
-            del self._running[job.id]
-            if state is not None:
-                finished = msgspec.structs.replace(
-                    context.job,
-                    status=state,
-                    finished_at=self._clock(),
-                    result=None if result is None else dict(result),
-                    error=error,
-                )
-                with anyio.CancelScope(shield=True):
-                    await self._repository.update_job(finished)
-                log.info("job_finished", status=state.value, error=error)
-            else:
-                # The queue itself was cancelled (shutdown). The handler wrote
-                # its finished batches, so the job goes back to pending and
-                # resumes on the next start, skipping what was done. After a
-                # crash the row stays "running" and run() requeues it.
-                await self._requeue_interrupted(job)
-            self._notify()
+            # The job stays in _running until its row is written, so no
+            # status shows the queue idle while the row still says running.
+            try:
+                if state is not None:
+                    finished = msgspec.structs.replace(
+                        context.job,
+                        status=state,
+                        finished_at=self._clock(),
+                        result=None if result is None else dict(result),
+                        error=error,
+                    )
+                    with anyio.CancelScope(shield=True):
+                        await self._repository.update_job(finished)
+                    log.info("job_finished", status=state.value, error=error)
+                else:
+                    # The queue itself was cancelled (shutdown). The handler
+                    # wrote its finished batches, so the job goes back to
+                    # pending and resumes on the next start, skipping what was
+                    # done. After a crash the row stays "running" and run()
+                    # requeues it.
+                    await self._requeue_interrupted(job)
+            finally:
+                del self._running[job.id]
+                self._notify()
 
     async def _requeue_interrupted(self, job: Job) -> None:
         interrupted = msgspec.structs.replace(

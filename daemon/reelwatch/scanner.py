@@ -277,6 +277,8 @@ class Scanner:
         self._removed = removed if removed is not None else RemovedEntries()
         # When each waiting file was first seen with its current stat.
         self._first_seen: dict[str, tuple[_Identity, float]] = {}
+        # Files a scan is probing or about to record, across concurrent scans.
+        self._in_flight: set[str] = set()
         self.probes_total = 0
         self.configure(config)
 
@@ -541,13 +543,55 @@ class Scanner:
             if context is not None:
                 context.raise_if_cancelled()
                 context.set_progress(done, len(entries))
-            batch = [entry.path for entry in entries[start : start + batch_size]]
-            videos = await self._probe_batch(root, batch, known, result)
-            if videos:
-                await self._repository.upsert_videos(videos)
-            done += len(batch)
+            chunk = entries[start : start + batch_size]
+            batch = await self._claim_batch(chunk, known, result)
+            try:
+                videos = await self._probe_batch(root, batch, known, result)
+                if videos:
+                    await self._repository.upsert_videos(videos)
+            finally:
+                self._in_flight.difference_update(batch)
+            done += len(chunk)
         if context is not None and entries:
             context.set_progress(done, len(entries))
+
+    async def _claim_batch(
+        self,
+        entries: Sequence[WalkEntry],
+        known: dict[str, FileState],
+        result: ScanResult,
+    ) -> list[str]:
+        """Return the paths of ``entries`` that this scan must still probe.
+
+        Two scans can cover one file: a folder scan and the file's own scan,
+        queued by the watcher or left pending by a crash. A file that another
+        scan is probing right now, or has recorded since this scan began, is
+        skipped, so no file is probed twice.
+        """
+        # Claimed before the first await, so a concurrent scan at the same
+        # place in its walk cannot take the same files.
+        claimed = [entry for entry in entries if entry.path not in self._in_flight]
+        result.skipped += len(entries) - len(claimed)
+        self._in_flight.update(entry.path for entry in claimed)
+        batch = []
+        try:
+            for entry in claimed:
+                stored = await self._repository.get_video(entry.path)
+                if stored is not None:
+                    state = _state_of(stored)
+                    identity = _Identity(*entry[1:])
+                    if identity == _identity_of(state) and not _is_waiting_incomplete(
+                        state, identity
+                    ):
+                        self._in_flight.discard(entry.path)
+                        result.skipped += 1
+                        continue
+                    known[entry.path] = state
+                batch.append(entry.path)
+        except BaseException:
+            self._in_flight.difference_update(entry.path for entry in claimed)
+            raise
+        return batch
 
     def _settle_wait_s(self, path: str, identity: _Identity, now_ns: int) -> float:
         """Return how much longer ``path`` must stay unchanged before its probe.
