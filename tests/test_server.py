@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import grp
 import os
 import shutil
@@ -17,6 +18,8 @@ import msgspec
 import pytest
 
 from reelwatch.errors import ConfigError, ControlSocketError
+from reelwatch.events import SyncTimeoutError
+from reelwatch.models import Video
 from reelwatch.server import (
     AccessPolicy,
     ControlServer,
@@ -884,3 +887,429 @@ async def test_socket_mode_keeps_other_users_out(shared_sock_dir: Path) -> None:
 
     assert done.returncode != 0
     assert b"Permission denied" in done.stderr
+
+
+@needs_root_and_socat
+@pytest.mark.parametrize(
+    ("method", "params"),
+    [("rescan", {}), ("job.cancel", {"job_id": 1}), ("scan", {"path": "/srv"})],
+)
+async def test_other_user_may_not_control(
+    shared_sock_dir: Path, method: str, params: dict[str, Any]
+) -> None:
+    path = shared_sock_dir / "rw.sock"
+    service = FakeService()
+    async with running_server(service, path, mode=0o666):
+        answer = await anyio.to_thread.run_sync(
+            _socat_as, 65534, 65534, path, msgspec_line(rpc(method, params, id=7))
+        )
+
+    assert answer["error"]["code"] == -32003
+    assert f"method '{method}'" in answer["error"]["message"]
+    assert method not in service.calls
+
+
+@needs_root_and_socat
+async def test_other_user_may_subscribe_and_read(shared_sock_dir: Path) -> None:
+    path = shared_sock_dir / "rw.sock"
+    async with running_server(FakeService(), path, mode=0o666):
+        answer = await anyio.to_thread.run_sync(
+            _socat_as,
+            65534,
+            65534,
+            path,
+            msgspec_line(rpc("subscribe", {"topics": ["video.added"]}, id=1)),
+        )
+
+    assert answer["result"]["topics"] == ["video.added"]
+
+
+# ---------------------------------------------------------------------------
+# Methods added for scripting and monitoring
+
+
+async def test_rescan_one_root(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("rescan", {"root": "/srv/media/tv"}))
+
+    assert answer["result"] == {
+        "jobs": [{"job_id": 3, "status": "pending", "path": "/srv/media/tv"}]
+    }
+
+
+async def test_rescan_all_roots(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("rescan"))
+
+    assert [job["path"] for job in answer["result"]["jobs"]] == list(
+        ("/srv/media/movies", "/srv/media/tv")
+    )
+
+
+async def test_rescan_outside_roots_is_32001(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("rescan", {"root": "/etc"}))
+
+    assert answer["error"]["code"] == -32001
+
+
+async def test_job_cancel_pending_job(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        queued = await conn.request(rpc("scan", {"path": "/srv/media/tv"}, id=1))
+        job_id = queued["result"]["job_id"]
+        answer = await conn.request(rpc("job.cancel", {"job_id": job_id}, id=2))
+
+    assert answer["result"]["status"] == "cancelled"
+    assert answer["result"]["error"] == "cancelled on request before it started"
+
+
+async def test_job_cancel_unknown_is_32002(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("job.cancel", {"job_id": 404}))
+
+    assert answer["error"]["code"] == -32002
+
+
+async def test_video_get_returns_record(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(
+            rpc("video.get", {"path": "/srv/media/tv/show/s01e01.mkv"})
+        )
+
+    video = answer["result"]
+    assert video["id"] == 2
+    assert video["video_codec"] == "hevc"
+    assert video["duration_s"] == 1421.5
+
+
+@pytest.mark.parametrize(
+    ("path", "code"),
+    [("/srv/media/tv/none.mkv", -32002), ("/etc/passwd", -32001)],
+)
+async def test_video_get_errors(sock_path: Path, path: str, code: int) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("video.get", {"path": path}))
+
+    assert answer["error"]["code"] == code
+
+
+async def test_video_get_needs_a_path(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("video.get", {}))
+
+    assert answer["error"]["code"] == -32602
+    assert "`params.path` is missing" in answer["error"]["message"]
+
+
+async def test_video_get_path_bytes_b64(sock_path: Path) -> None:
+    path = b"/srv/media/tv/show/s01e01.mkv"
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(
+            rpc("video.get", {"path_bytes_b64": base64.b64encode(path).decode()})
+        )
+
+    assert answer["result"]["id"] == 2
+
+
+async def test_sync_flag_reaches_service(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        await conn.request(rpc("status", {"sync": True}, id=1))
+        await conn.request(
+            rpc("videos.list", {"sync": True, "under": "/srv/media/tv"}, id=2)
+        )
+
+    assert service.syncs == [None, "/srv/media/tv"]
+
+
+async def test_sync_timeout_is_32005(sock_path: Path) -> None:
+    service = FakeService()
+    service.status_error = SyncTimeoutError("sync timed out after 1 s")
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("status", {"sync": True}))
+
+    assert answer["error"]["code"] == -32005
+    assert answer["error"]["data"] == {"reason": "sync_timeout"}
+
+
+async def test_stats_totals(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("stats"))
+
+    stats = answer["result"]
+    assert stats["videos"] == 3
+    assert stats["errors"] == 1
+    assert stats["total_size"] == 276134947 + 1048576 + 734003200
+    assert stats["total_duration_s"] == pytest.approx(596.458 + 1421.5)
+    assert stats["by_container"] == {"matroska": 1, "mp4": 1}
+    assert stats["by_video_codec"] == {"h264": 1, "hevc": 1}
+    assert stats["by_audio_codec"] == {"aac": 1, "opus": 1}
+    assert stats["by_resolution"] == {"1080p": 1, "720p": 1}
+
+
+async def test_config_get_shows_effective_socket(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("config.get"))
+
+    config = answer["result"]
+    assert config["allowed_scan_roots"] == ["/srv/media/movies", "/srv/media/tv"]
+    assert config["socket"]["mode"] == "0600"
+    assert config["socket"]["max_batch_requests"] == 100
+    assert config["database_path"] == "/var/lib/reelwatch/reelwatch.db"
+
+
+async def test_metrics_is_prometheus_text(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("metrics"))
+
+    text = answer["result"]
+    lines = text.splitlines()
+    assert text.endswith("\n")
+    assert 'reelwatch_jobs{state="failed"} 1' in lines
+    assert "reelwatch_catalog_videos 3" in lines
+    assert "# TYPE reelwatch_probe_batch_seconds histogram" in lines
+    assert 'reelwatch_event_to_catalog_seconds_bucket{le="+Inf"} 0' in lines
+    samples = [line for line in lines if not line.startswith("#")]
+    assert all(len(line.rsplit(" ", 1)) == 2 for line in samples)
+
+
+# ---------------------------------------------------------------------------
+# Subscriptions and notifications
+
+
+async def subscribe(conn: RawConnection, *topics: str) -> Any:
+    return await conn.request(rpc("subscribe", {"topics": list(topics)}, id="sub"))
+
+
+async def test_subscribe_returns_topics(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        first = await subscribe(conn, "video.added")
+        second = await subscribe(conn, "root.state")
+
+    assert first["result"] == {"topics": ["video.added"], "max_backlog": 1000}
+    assert second["result"]["topics"] == ["root.state", "video.added"]
+
+
+async def test_subscribe_unknown_topic_is_32602(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await subscribe(conn, "video.exploded")
+
+    assert answer["error"]["code"] == -32602
+    assert "params.topics[0]" in answer["error"]["message"]
+
+
+async def test_job_updated_notification(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        await subscribe(conn, "job.updated")
+        response = await conn.request(rpc("scan", {"path": "/srv/media/tv"}, id=2))
+        notification = await conn.receive_json()
+
+    assert response["result"]["job_id"] == 3
+    assert notification["method"] == "job.updated"
+    assert "id" not in notification
+    assert notification["params"]["id"] == 3
+    assert notification["params"]["status"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("topic", "params"),
+    [
+        ("video.added", {"id": 9, "path": "/srv/media/tv/new.mp4"}),
+        ("video.updated", {"id": 2, "path": "/srv/media/tv/show/s01e01.mkv"}),
+        ("video.removed", {"id": 3, "path": "/srv/media/tv/show/notes.avi"}),
+        ("root.state", {"path": "/srv/media/tv", "state": "missing"}),
+    ],
+)
+async def test_published_topic_is_pushed(
+    sock_path: Path, topic: str, params: dict[str, Any]
+) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        await subscribe(conn, topic)
+        # Another topic first: it must not reach this subscriber.
+        service.events.publish("job.updated", {"id": 1})
+        service.events.publish(topic, params)
+        notification = await conn.receive_json()
+
+    assert notification == {"jsonrpc": "2.0", "method": topic, "params": params}
+
+
+async def test_unsubscribe_stops_topic(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        await subscribe(conn, "video.added", "video.removed")
+        answer = await conn.request(rpc("unsubscribe", {"topics": ["video.added"]}))
+        service.events.publish("video.added", {"path": "/a"})
+        service.events.publish("video.removed", {"path": "/b"})
+        notification = await conn.receive_json()
+
+    assert answer["result"]["topics"] == ["video.removed"]
+    assert notification["method"] == "video.removed"
+
+
+async def test_unsubscribe_all_closes_subscription(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        await subscribe(conn, "video.added")
+        answer = await conn.request(rpc("unsubscribe"))
+
+    assert answer["result"]["topics"] == []
+    assert service.events.subscriber_count == 0
+
+
+async def test_slow_subscriber_gets_dropped_notice(sock_path: Path) -> None:
+    """A backlog of 5 overflows when 10 events are published in one step."""
+    service = FakeService()
+    async with running_server(service, sock_path, max_subscription_backlog=5) as h:
+        slow = await h.connect()
+        await subscribe(slow, "video.added")
+        for index in range(10):
+            service.events.publish("video.added", {"id": index})
+        notice = await slow.receive_json()
+        closed = await slow.is_closed_by_server()
+        other = await h.connect()
+        after = await other.request(rpc("ping", id=2))
+
+    assert notice["method"] == "subscription.dropped"
+    assert notice["params"]["reason"] == "backlog_full"
+    assert notice["params"]["limit"] == 5
+    assert closed
+    assert after["result"] == "pong"
+    assert service.events.subscriber_count == 0
+
+
+async def test_subscriber_is_not_idle(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path, idle_timeout_s=0.2) as harness:
+        conn = await harness.connect()
+        await subscribe(conn, "root.state")
+        await anyio.sleep(0.5)
+        service.events.publish("root.state", {"path": "/srv/media/tv"})
+        notification = await conn.receive_json()
+
+    assert notification["params"] == {"path": "/srv/media/tv"}
+
+
+async def test_half_close_flushes_notifications(sock_path: Path) -> None:
+    """Subscribe and scan in one batch, then close the sending side."""
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        await conn.send_json(
+            [
+                rpc("subscribe", {"topics": ["job.updated"]}, id=1),
+                rpc("scan", {"path": "/srv/media/tv"}, id=2),
+            ]
+        )
+        await conn.stream.send_eof()
+        responses = await conn.receive_json()
+        notification = await conn.receive_json()
+        closed = await conn.is_closed_by_server()
+
+    assert [r["id"] for r in responses] == [1, 2]
+    assert notification["method"] == "job.updated"
+    assert closed
+
+
+# ---------------------------------------------------------------------------
+# Change cursors and file names that are not UTF-8
+
+
+async def test_videos_list_carries_cursor(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("videos.list", {"limit": 1}))
+
+    assert answer["result"]["cursor"] == "j1.5f0c3a1e9b2d4c6a.0"
+    assert answer["result"]["removed"] == []
+    assert answer["result"]["fresh_instance"] is False
+
+
+async def test_since_returns_changes_and_removals(sock_path: Path) -> None:
+    service = FakeService()
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        listing = await conn.request(rpc("videos.list", id=1))
+        service.remove_video("/srv/media/tv/show/notes.avi")
+        service.add_video(
+            Video(id=7, path="/srv/media/tv/new.mp4", size=10, mtime_ns=1)
+        )
+        since = listing["result"]["cursor"]
+        changes = await conn.request(rpc("videos.list", {"since": since}, id=2))
+        again = await conn.request(
+            rpc("videos.list", {"since": changes["result"]["cursor"]}, id=3)
+        )
+
+    result = changes["result"]
+    assert [v["path"] for v in result["videos"]] == ["/srv/media/tv/new.mp4"]
+    assert result["removed"] == [{"id": 3, "path": "/srv/media/tv/show/notes.avi"}]
+    assert result["fresh_instance"] is False
+    assert again["result"]["videos"] == []
+    assert again["result"]["removed"] == []
+
+
+async def test_since_from_other_instance_is_fresh(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(
+            rpc("videos.list", {"since": "j1.00000000deadbeef.5"})
+        )
+
+    assert answer["result"]["fresh_instance"] is True
+    assert answer["result"]["cursor"] == "j1.5f0c3a1e9b2d4c6a.0"
+
+
+@pytest.mark.parametrize("since", ["bogus", "j1.5f0c3a1e9b2d4c6a.99"])
+async def test_bad_since_is_32602(sock_path: Path, since: str) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("videos.list", {"since": since}))
+
+    assert answer["error"]["code"] == -32602
+    assert since in answer["error"]["message"]
+
+
+async def test_since_with_cursor_is_32602(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(
+            rpc("videos.list", {"since": "j1.5f0c3a1e9b2d4c6a.0", "cursor": "1"})
+        )
+
+    assert answer["error"]["code"] == -32602
+    assert "not both" in answer["error"]["message"]
+
+
+async def test_non_utf8_path_is_sent_with_bytes(sock_path: Path) -> None:
+    raw = b"/srv/media/tv/caf\xe9.mkv"
+    service = FakeService()
+    service.add_video(Video(id=8, path=os.fsdecode(raw), size=1, mtime_ns=1))
+    async with running_server(service, sock_path) as harness:
+        conn = await harness.connect()
+        answer = await conn.request(rpc("videos.list", {"under": "/srv/media/tv"}))
+
+    [video] = [v for v in answer["result"]["videos"] if v["id"] == 8]
+    assert video["path"] == "/srv/media/tv/caf\ufffd.mkv"
+    assert base64.b64decode(video["path_bytes_b64"]) == raw
+    others = [v for v in answer["result"]["videos"] if v["id"] != 8]
+    assert all("path_bytes_b64" not in v for v in others)
