@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -15,12 +16,15 @@ import pytest
 
 from reelwatch.__main__ import main
 from reelwatch.cli import (
+    build_parser,
     format_duration,
     format_frame_rate,
     format_size,
     format_table,
     resolve_socket_path,
 )
+from reelwatch.completion import COMMANDS
+from reelwatch.events import SyncTimeoutError
 from reelwatch.logs import configure_logging, reset_logging
 from reelwatch.models import JobState
 from rpc_doubles import FakeService, server_thread, short_socket_dir
@@ -487,3 +491,160 @@ def test_format_table_aligns_columns() -> None:
     table = format_table(["N", "NAME"], [["1", "a"], ["100", "bbb"]], right_aligned={0})
 
     assert table.splitlines() == ["  N  NAME", "  1  a", "100  bbb"]
+
+
+class TestNewCommands:
+    def test_stats_table(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "stats")
+
+        assert code == 0
+        assert "videos          3" in out
+        assert "total duration  33:38" in out
+        assert "CONTAINER  VIDEOS\nmatroska        1\nmp4             1" in out
+        assert "RESOLUTION  VIDEOS\n1080p            1\n720p             1" in out
+
+    def test_video_detail(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(
+            capsys, served, "video", "/srv/media/movies/big-buck-bunny.mp4"
+        )
+
+        assert code == 0
+        assert "duration    9:56" in out
+        assert "resolution  1920x1080" in out
+        assert "size        263.3 MiB (276,134,947 bytes)" in out
+
+    def test_video_not_found_exits_1(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, served, "video", "/srv/media/tv/x.mkv")
+
+        assert code == 1
+        assert out == ""
+        assert err.startswith("reelwatch: no catalog entry for '/srv/media/tv/x.mkv'")
+        assert err.endswith("(error -32002)\n")
+
+    def test_cancel_pending(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        run_cli(capsys, served, "scan", "/srv/media/tv")
+        code, out, _ = run_cli(capsys, served, "cancel", "3")
+
+        assert code == 0
+        assert out == "job 3 cancelled\n"
+
+    def test_rescan_all(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, served, "rescan")
+
+        assert code == 0
+        assert out.splitlines() == [
+            "queued job 3: scan /srv/media/movies (pending); "
+            "follow it with 'reelwatch job 3'",
+            "queued job 4: scan /srv/media/tv (pending); "
+            "follow it with 'reelwatch job 4'",
+        ]
+
+    def test_videos_jsonl(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "videos", "--jsonl")
+
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert code == 0
+        assert [video["id"] for video in lines] == [1, 3, 2]
+
+    def test_jobs_jsonl(self, served: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, served, "jobs", "--jsonl")
+
+        assert code == 0
+        assert [json.loads(line)["id"] for line in out.splitlines()] == [2, 1]
+
+    def test_videos_since(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(
+            capsys, served, "videos", "--since", "j1.0123456789abcdef.3"
+        )
+
+        assert code == 0
+        assert out.startswith("the cursor is from an earlier daemon run")
+
+    def test_metrics_text(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "metrics")
+
+        assert code == 0
+        assert "reelwatch_catalog_videos 3\n" in out
+        assert out.endswith("\n")
+
+    def test_config_lines(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "config")
+
+        assert code == 0
+        assert 'socket.mode = "0600"' in out.splitlines()
+
+    def test_sync_timeout_exits_5(
+        self, served: Path, service: FakeService, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        service.status_error = SyncTimeoutError("sync timed out after 1 s")
+
+        code, _, err = run_cli(capsys, served, "status", "--sync")
+
+        assert code == 5
+        assert err == "reelwatch: sync timed out after 1 s (error -32005)\n"
+        assert service.syncs == [None]
+
+
+@pytest.mark.parametrize(
+    ("shell", "file_name"), [("bash", "reelwatch.bash"), ("zsh", "_reelwatch")]
+)
+def test_completion_matches_shipped_file(
+    shell: str, file_name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["completion", shell])
+
+    assert code == 0
+    assert capsys.readouterr().out == (REPO / "completions" / file_name).read_text()
+
+
+def test_completion_knows_every_command() -> None:
+    parser = build_parser()
+    [commands] = [
+        action
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    ]
+
+    assert sorted(commands.choices) == sorted(COMMANDS)
+    for name, subparser in commands.choices.items():
+        options = {
+            option
+            for action in subparser._actions
+            for option in action.option_strings
+            if option.startswith("--")
+        }
+        common = {"--help", "--socket", "--config", "--json", "--jsonl"}
+        assert options - common == set(COMMANDS[name]), name
+
+
+def test_bash_completion_completes_commands() -> None:
+    script = REPO / "completions" / "reelwatch.bash"
+    done = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'source "{script}"; COMP_WORDS=(reelwatch vid); COMP_CWORD=1; '
+            '_reelwatch; echo "${COMPREPLY[@]}"',
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert done.stdout.split() == ["videos", "video"]

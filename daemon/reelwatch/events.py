@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, Final, NamedTuple
 
 import anyio
+import msgspec
 import structlog
 
 from .errors import DaemonError, InvalidParamsError, NotFoundError
 from .jobs import JobQueue, Priority
 from .metrics import ChangeTimer, DaemonMetrics
 from .models import Job, JobKind, JobState, Video, VideoPage
-from .protocol import RemovedVideo, VideosListResult, encode_notification
+from .protocol import RemovedVideo, VideosListResult, encode_notification, to_wire
 from .repository import FileState, Repository, is_same_or_under
 from .watcher import EventSource, WatchBatch
 
@@ -505,11 +506,12 @@ class PublishingRepository:
         return await self.inner.count_videos()
 
     async def insert_job(self, job: Job) -> Job:
-        stored = await self.inner.insert_job(job)
+        stored = await self.inner.insert_job(_storable(job))
         self._bus.publish("job.updated", stored)
         return stored
 
     async def update_job(self, job: Job) -> None:
+        job = _storable(job)
         await self.inner.update_job(job)
         self._bus.publish("job.updated", job)
 
@@ -530,6 +532,27 @@ class PublishingRepository:
 
     async def prune_jobs(self, *, finished_before: float, keep: int) -> int:
         return await self.inner.prune_jobs(finished_before=finished_before, keep=keep)
+
+
+def _storable(job: Job) -> Job:
+    """Return ``job`` with its result and error in a form JSON and SQLite accept.
+
+    A scan's result lists files by path, and a name that is not valid UTF-8
+    (a ``str`` with surrogate escapes) makes both the JSON encoder and
+    SQLite's text binding raise. Such strings take their wire form (see
+    :func:`reelwatch.protocol.to_wire`), which keeps the exact bytes.
+    """
+    try:
+        msgspec.json.encode(job.result)
+        if job.error is not None:
+            job.error.encode("utf-8")
+    except UnicodeEncodeError:
+        return msgspec.structs.replace(
+            job,
+            result=None if job.result is None else to_wire(dict(job.result)),
+            error=None if job.error is None else to_wire(job.error),
+        )
+    return job
 
 
 # ---------------------------------------------------------------------------

@@ -65,6 +65,7 @@ __all__ = [
     "parse_line",
     "optional_path_from_wire",
     "path_from_wire",
+    "to_wire",
 ]
 
 DEFAULT_PAGE_SIZE: Final = 100
@@ -503,7 +504,7 @@ def encode_message(message: Response | Sequence[Response]) -> bytes:
     try:
         return _encoder.encode(message) + b"\n"
     except UnicodeEncodeError:
-        return _encoder.encode(_to_wire(msgspec.to_builtins(message))) + b"\n"
+        return _encoder.encode(to_wire(msgspec.to_builtins(message))) + b"\n"
 
 
 def encode_json(value: Any) -> bytes:
@@ -511,7 +512,7 @@ def encode_json(value: Any) -> bytes:
     try:
         return _encoder.encode(value)
     except UnicodeEncodeError:
-        return _encoder.encode(_to_wire(msgspec.to_builtins(value)))
+        return _encoder.encode(to_wire(msgspec.to_builtins(value)))
 
 
 def encode_notification(method: str, params: Any) -> bytes:
@@ -520,7 +521,7 @@ def encode_notification(method: str, params: Any) -> bytes:
     try:
         return _encoder.encode(message) + b"\n"
     except UnicodeEncodeError:
-        return _encoder.encode(_to_wire(msgspec.to_builtins(message))) + b"\n"
+        return _encoder.encode(to_wire(msgspec.to_builtins(message))) + b"\n"
 
 
 def path_from_wire(text: str | None, bytes_b64: str | None, *, name: str) -> str:
@@ -567,7 +568,7 @@ def optional_path_from_wire(
     return os.fsdecode(raw)
 
 
-def _to_wire(value: Any) -> Any:
+def to_wire(value: Any) -> Any:
     """Replace strings that are not valid UTF-8 so that JSON can carry them.
 
     Such a string becomes its UTF-8 decoding with U+FFFD for each invalid
@@ -578,17 +579,17 @@ def _to_wire(value: Any) -> Any:
     if isinstance(value, str):
         return _replace_invalid(value) if _has_surrogates(value) else value
     if isinstance(value, list):
-        return [_to_wire(item) for item in value]
+        return [to_wire(item) for item in value]
     if isinstance(value, dict):
         result: dict[Any, Any] = {}
         for key, item in value.items():
-            wire_key = _to_wire(key)
+            wire_key = to_wire(key)
             if isinstance(item, str) and _has_surrogates(item):
                 result[wire_key] = _replace_invalid(item)
                 encoded = base64.b64encode(_raw_bytes(item)).decode("ascii")
                 result[f"{wire_key}_bytes_b64"] = encoded
             else:
-                result[wire_key] = _to_wire(item)
+                result[wire_key] = to_wire(item)
         return result
     return value
 
