@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -46,6 +47,7 @@ from .models import (
     Video,
     VideoPage,
 )
+from .notify_source import CoreEventSource, core_watcher_available
 from .protocol import CatalogStats, VideosListResult
 from .repository import Repository, SQLiteRepository
 from .scanner import RemovedEntries, Scanner, SettleTracker, normalize_path, root_for
@@ -197,6 +199,7 @@ class Daemon:
                 task_group.start_soon(self._settle.run)
                 task_group.start_soon(self._watch, stop_watching)
                 task_group.start_soon(self._reconcile_periodically)
+                task_group.start_soon(_inject_watch_faults_on_signals)
                 if self._serve_control_socket:
                     await task_group.start(self._control_server().serve)
                 self._started = True
@@ -576,10 +579,62 @@ def _initial_root_status(config: Config, root: str) -> RootStatus:
 
 
 def _default_event_source(config: Config) -> EventSource:
+    """Build the event source ``scan.watcher`` names.
+
+    The core's watcher reports lost events, the watch limit and unmounted
+    roots; watchfiles does not, so it is only the fallback for a core built
+    without the watcher.
+    """
+    if config.scan.watcher == "core":
+        if core_watcher_available():
+            return CoreEventSource(
+                ignore_globs=config.scan.ignore_globs,
+                force_polling=config.scan.force_polling,
+                watcher_factory=_fault_injection_factory(),
+            )
+        log.warning(
+            "core_watcher_unavailable",
+            fallback="watchfiles",
+            hint='rebuild the core, or set scan.watcher = "watchfiles"',
+        )
     return WatchfilesSource(
         ignore_globs=config.scan.ignore_globs,
         force_polling=config.scan.force_polling,
     )
+
+
+# Set to 1 in end-to-end tests only: SIGUSR1 then stops taking events from
+# inotify in every core watcher (so the kernel queue can overflow for real),
+# and SIGUSR2 takes them again.
+ENV_DEBUG_WATCH_FAULTS = "REELWATCH_DEBUG_WATCH_FAULTS"
+_live_core_watchers: list[Any] = []
+
+
+def _fault_injection_factory() -> Callable[..., Any] | None:
+    if os.environ.get(ENV_DEBUG_WATCH_FAULTS) != "1":
+        return None
+    from . import _core
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        watcher = _core.Watcher(*args, **kwargs)
+        _live_core_watchers.append(watcher)
+        return watcher
+
+    return build
+
+
+async def _inject_watch_faults_on_signals() -> None:
+    if os.environ.get(ENV_DEBUG_WATCH_FAULTS) != "1":
+        return
+    with anyio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
+        async for signum in signals:
+            fault = "pause" if signum == signal.SIGUSR1 else "resume"
+            for watcher in _live_core_watchers:
+                try:
+                    watcher._debug_inject(fault)
+                except RuntimeError:
+                    continue  # a closed watcher from before a restart
+            log.warning("watch_fault_injected", fault=fault)
 
 
 def _keep_restart_only_settings(old: Config, new: Config) -> Config:

@@ -277,6 +277,9 @@ class Watcher:
             for status in batch.roots:
                 log.info("root_state", root=status.path, state=status.state.value)
                 self._on_root_status(status)
+                if status.state == RootState.MISSING:
+                    # A scan of a missing root marks its entries offline.
+                    await self._submit(status.path, recursive=True)
             for path in batch.rescan:
                 log.info("rescan_needed", path=path)
                 await self._submit(path, recursive=True)
