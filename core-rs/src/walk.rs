@@ -227,8 +227,23 @@ fn visit(
         dirs.fetch_add(1, Ordering::Relaxed);
         return (WalkState::Continue, None);
     }
-    if !file_type.is_file() || !options.wants(entry.file_name()) {
+    if !options.wants(entry.file_name()) {
         return (WalkState::Continue, None);
+    }
+    if !file_type.is_file() {
+        // A FIFO or device node named like a video would block or never end
+        // when read, so it is reported with its reason instead of probed.
+        let skipped = WalkError {
+            path: entry.path().to_path_buf(),
+            error: Error::new(
+                ErrorKind::NotAFile,
+                format!(
+                    "not a regular file ({}); skipped",
+                    describe_file_type(file_type)
+                ),
+            ),
+        };
+        return (WalkState::Continue, Some(Found::Error(skipped)));
     }
     let found = match std::fs::metadata(entry.path()) {
         Ok(meta) => Found::File(WalkEntry {
@@ -251,6 +266,22 @@ fn visit(
         }),
     };
     (WalkState::Continue, Some(found))
+}
+
+fn describe_file_type(file_type: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+
+    if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
 }
 
 fn check_link(path: &Path, allowed: &[PathBuf]) -> crate::Result<()> {
@@ -385,6 +416,23 @@ mod tests {
             "{:?}",
             output.errors
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn walk_reports_fifo_named_like_a_video() {
+        let dir = temp_dir("fifo");
+        let fifo = dir.join("stream.mkv");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated path that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        fs::write(dir.join("real.mkv"), b"x").unwrap();
+        let output = walk(&dir, &options(&[], &[]));
+        assert_eq!(output.files.len(), 1);
+        assert_eq!(output.errors.len(), 1);
+        assert_eq!(output.errors[0].path, fifo);
+        assert_eq!(output.errors[0].error.kind(), ErrorKind::NotAFile);
+        assert!(output.errors[0].error.message().contains("FIFO"));
         fs::remove_dir_all(dir).unwrap();
     }
 
