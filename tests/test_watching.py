@@ -388,6 +388,82 @@ def test_new_folders_filled_quickly_are_not_missed(
         wait_for_paths(daemon, expected, timeout_s=120, what="every new file")
 
 
+def inject_watch_fault(daemon: DaemonProcess, fault: str) -> None:
+    """Make the daemon inject ``fault`` into its core watcher (a test-only hook)."""
+    assert daemon.process is not None
+    Path(daemon.env["REELWATCH_DEBUG_WATCH_FAULTS"]).write_text(fault)
+    daemon.process.send_signal(signal.SIGUSR1)
+    wait_until(
+        lambda: f'"fault":"{fault}"' in daemon.log_path.read_text(),
+        timeout_s=30,
+        what=f"the injected {fault}",
+    )
+
+
+def max_queued_events() -> int:
+    try:
+        return int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
+    except (OSError, ValueError):
+        pytest.skip("inotify's max_queued_events is not readable here")
+
+
+def test_kernel_queue_overflow_is_rescanned(
+    tmp_path: Path, root: Path, tiny_clip: Path
+) -> None:
+    """1. stop the watcher from reading inotify; 2. create more files than the
+    kernel queue holds events for, so events are lost; 3. read again: the
+    overflow becomes a rescan and every file is cataloged.
+    """
+    limit = max_queued_events()
+    if limit > 40_000:
+        pytest.skip(f"max_queued_events is {limit}; overflowing it takes too long")
+    # Each copied file queues at least two events (create, close after write).
+    count = limit // 2 + 500
+    folder = root / "burst"
+    folder.mkdir()
+    env = {"REELWATCH_DEBUG_WATCH_FAULTS": str(tmp_path / "fault")}
+    with running_daemon(tmp_path / "run", [root], env=env) as daemon:
+        daemon.wait_idle()
+        inject_watch_fault(daemon, "pause")
+        expected = copy_clips(tiny_clip, folder, count)
+        inject_watch_fault(daemon, "resume")
+        wait_until(
+            lambda: daemon.call("status")["videos"] == count,
+            timeout_s=180,
+            what=f"{count} entries",
+            step_s=0.5,
+        )
+        daemon.wait_idle()
+        assert catalog_paths(daemon) == expected
+        log = daemon.log_path.read_text()
+
+    assert '"event":"watch_rescan"' in log
+    assert "overflow" in log
+
+
+def test_watch_limit_falls_back_to_polling(
+    tmp_path: Path, root: Path, tiny_clip: Path
+) -> None:
+    """An injected watch-limit error turns the root to polling, which still
+    sees new files."""
+    env = {"REELWATCH_DEBUG_WATCH_FAULTS": str(tmp_path / "fault")}
+    with running_daemon(tmp_path / "run", [root], env=env) as daemon:
+        daemon.wait_idle()
+        assert root_state(daemon, root) == "watching"
+        inject_watch_fault(daemon, "watch_limit")
+        wait_until(
+            lambda: root_state(daemon, root) == "polling",
+            timeout_s=30,
+            what="the root reported polling",
+        )
+        status = daemon.call("status")
+        added = copy_clips(tiny_clip, root / "later", 2)
+        wait_for_paths(daemon, added, what="files seen by polling")
+
+    (root_status,) = status["roots"]
+    assert "max_user_watches" in (root_status["error"] or "")
+
+
 def test_forced_polling_is_reported_and_sees_changes(
     tmp_path: Path, root: Path, tiny_clip: Path
 ) -> None:

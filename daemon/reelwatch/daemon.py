@@ -603,15 +603,16 @@ def _default_event_source(config: Config) -> EventSource:
     )
 
 
-# Set to 1 in end-to-end tests only: SIGUSR1 then stops taking events from
-# inotify in every core watcher (so the kernel queue can overflow for real),
-# and SIGUSR2 takes them again.
+# For end-to-end tests only: names a file that holds a fault name
+# ("pause", "resume", "overflow" or "watch_limit"). On SIGUSR1 the daemon
+# reads it and injects that fault into every core watcher; "pause" stops
+# taking events from inotify, so the kernel queue can overflow for real.
 ENV_DEBUG_WATCH_FAULTS = "REELWATCH_DEBUG_WATCH_FAULTS"
 _live_core_watchers: list[Any] = []
 
 
 def _fault_injection_factory() -> Callable[..., Any] | None:
-    if os.environ.get(ENV_DEBUG_WATCH_FAULTS) != "1":
+    if not os.environ.get(ENV_DEBUG_WATCH_FAULTS):
         return None
     from . import _core
 
@@ -624,16 +625,18 @@ def _fault_injection_factory() -> Callable[..., Any] | None:
 
 
 async def _inject_watch_faults_on_signals() -> None:
-    if os.environ.get(ENV_DEBUG_WATCH_FAULTS) != "1":
+    fault_file = os.environ.get(ENV_DEBUG_WATCH_FAULTS)
+    if not fault_file:
         return
-    with anyio.open_signal_receiver(signal.SIGUSR1, signal.SIGUSR2) as signals:
-        async for signum in signals:
-            fault = "pause" if signum == signal.SIGUSR1 else "resume"
+    with anyio.open_signal_receiver(signal.SIGUSR1) as signals:
+        async for _ in signals:
+            fault = (await anyio.Path(fault_file).read_text()).strip()
             for watcher in _live_core_watchers:
                 try:
                     watcher._debug_inject(fault)
-                except RuntimeError:
-                    continue  # a closed watcher from before a restart
+                except (RuntimeError, ValueError) as exc:
+                    # A watcher closed by a restart, or an unknown fault name.
+                    log.warning("watch_fault_failed", fault=fault, error=str(exc))
             log.warning("watch_fault_injected", fault=fault)
 
 
