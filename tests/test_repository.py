@@ -391,3 +391,105 @@ def test_cursor_is_opaque_text() -> None:
 
     assert cursor.isascii()
     assert "/media" not in cursor
+
+
+class TestMoves:
+    """Moving entries keeps their ids, whatever is at the new place."""
+
+    async def test_move_video_keeps_id_and_takes_new_fields(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos([video("/media/a.mkv", duration_s=5.0)])
+        (before,) = (
+            await repository.list_videos(under=None, limit=5, cursor=None)
+        ).videos
+        moved = msgspec.structs.replace(before, path="/media/b.mkv", ctime_ns=9)
+
+        assert await repository.move_video("/media/a.mkv", moved)
+        after = await repository.get_video("/media/b.mkv")
+
+        assert await repository.get_video("/media/a.mkv") is None
+        assert after is not None
+        assert after.id == before.id
+        assert after.ctime_ns == 9
+        assert after.duration_s == 5.0
+
+    async def test_move_video_of_unknown_path_changes_nothing(
+        self, repository: Repository
+    ) -> None:
+        assert not await repository.move_video("/media/x.mkv", video("/media/y.mkv"))
+        assert await repository.count_videos() == 0
+
+    async def test_move_tree_renames_every_entry_below(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos(
+            [
+                video("/media/Show/a.mkv"),
+                video("/media/Show/s1/b.mkv"),
+                video("/media/Show 2/c.mkv"),
+                video("/media/show/stale.mkv"),
+            ]
+        )
+        ids = {v.path: v.id for v in await repository.videos_under("/media")}
+
+        moved = await repository.move_tree("/media/Show", "/media/show", "/media")
+        after = {v.path: v.id for v in await repository.videos_under("/media")}
+
+        assert moved == 2
+        assert after == {
+            "/media/show/a.mkv": ids["/media/Show/a.mkv"],
+            "/media/show/s1/b.mkv": ids["/media/Show/s1/b.mkv"],
+            "/media/Show 2/c.mkv": ids["/media/Show 2/c.mkv"],
+        }
+
+    async def test_move_tree_into_other_root_sets_root(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos([video("/media/a/x.mkv")])
+
+        await repository.move_tree("/media/a", "/other/a", "/other")
+        (moved,) = await repository.videos_under("/other")
+
+        assert moved.path == "/other/a/x.mkv"
+        assert moved.root == "/other"
+
+    async def test_restore_videos_brings_back_the_same_id(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos([video("/media/a.mkv"), video("/media/b.mkv")])
+        (gone,) = await repository.videos_under("/media/a.mkv")
+        await repository.delete_videos(["/media/a.mkv"])
+
+        await repository.restore_videos(
+            [msgspec.structs.replace(gone, path="/m/c.mkv")]
+        )
+        await repository.upsert_videos([video("/media/d.mkv")])
+        restored = await repository.get_video("/m/c.mkv")
+        newest = await repository.get_video("/media/d.mkv")
+
+        assert restored is not None
+        assert restored.id == gone.id
+        assert newest is not None
+        assert newest.id > max(gone.id, restored.id)
+
+    async def test_videos_with_inodes_matches_device_and_inode(
+        self, repository: Repository
+    ) -> None:
+        big = 1 << 63  # st_ino is unsigned 64-bit; SQLite stores it signed
+        await repository.upsert_videos(
+            [
+                video("/media/a.mkv", device=1, inode=10),
+                video("/media/b.mkv", device=1, inode=10),
+                video("/media/c.mkv", device=2, inode=10),
+                video("/media/d.mkv", device=1, inode=big),
+            ]
+        )
+
+        found = await repository.videos_with_inodes([(1, 10), (1, big)])
+
+        assert sorted(v.path for v in found) == [
+            "/media/a.mkv",
+            "/media/b.mkv",
+            "/media/d.mkv",
+        ]

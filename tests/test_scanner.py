@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio
 import pytest
 
 from conftest import MakeConfig
@@ -109,6 +110,97 @@ async def test_changed_file_is_updated_and_keeps_id(
     assert before is not None and after is not None
     assert after.id == before.id
     assert (after.width, after.height) == (1280, 720)
+
+
+class TestMoves:
+    async def test_renamed_file_keeps_id_without_probe(
+        self, harness: Harness, library: Path, fake_core: FakeCore
+    ) -> None:
+        old = write_fake_video(library / "Movie.mp4")
+        await harness.scanner.scan(str(library))
+        before = await harness.repository.get_video(str(old))
+        fake_core.probed.clear()
+
+        new = library / "movie.mp4"
+        os.rename(old, new)
+        result = await harness.scanner.scan(str(library))
+        after = await harness.repository.get_video(str(new))
+
+        assert result.moved == 1
+        assert result.probed == 0
+        assert fake_core.probed_paths == []
+        assert await harness.paths() == [str(new)]
+        assert before is not None and after is not None
+        assert after.id == before.id
+
+    async def test_old_place_scanned_first_still_keeps_id(
+        self, harness: Harness, library: Path
+    ) -> None:
+        """The scan of the old folder deletes the entries before the scan of
+        the new folder sees them; the ids come back from memory."""
+        old = write_fake_video(library / "a" / "x.mp4")
+        await harness.scanner.scan(str(library))
+        before = await harness.repository.get_video(str(old))
+
+        os.rename(library / "a", library / "b")
+        removed = await harness.scanner.scan(str(library / "a"))
+        moved = await harness.scanner.scan(str(library / "b"))
+        after = await harness.repository.get_video(str(library / "b" / "x.mp4"))
+
+        assert removed.removed == 1
+        assert moved.moved == 1
+        assert before is not None and after is not None
+        assert after.id == before.id
+
+    async def test_new_hard_link_is_its_own_entry(
+        self, harness: Harness, library: Path
+    ) -> None:
+        first = write_fake_video(library / "a.mp4")
+        await harness.scanner.scan(str(library))
+        original = await harness.repository.get_video(str(first))
+
+        os.link(first, library / "b.mp4")
+        result = await harness.scanner.scan(str(library))
+        linked = await harness.repository.get_video(str(library / "b.mp4"))
+
+        assert result.moved == 0
+        assert result.new == 1
+        assert original is not None and linked is not None
+        assert linked.id != original.id
+        assert await harness.paths() == [str(first), str(library / "b.mp4")]
+
+    async def test_replaced_file_is_not_a_move(
+        self, harness: Harness, library: Path
+    ) -> None:
+        """Another file that reuses a deleted file's inode has another size or
+        mtime, so it gets a new entry."""
+        old = write_fake_video(library / "a.mp4", width=640)
+        await harness.scanner.scan(str(library))
+        before = await harness.repository.get_video(str(old))
+        old.unlink()
+        await harness.scanner.scan(str(library))
+
+        new = write_fake_video(library / "b.mp4", width=1280, video_codec="hevc")
+        result = await harness.scanner.scan(str(library))
+        after = await harness.repository.get_video(str(new))
+
+        assert result.moved == 0
+        assert before is not None and after is not None
+        assert after.id != before.id
+
+
+async def test_overlapping_scans_probe_each_file_once(
+    harness: Harness, library: Path, fake_core: FakeCore
+) -> None:
+    for index in range(40):
+        write_fake_video(library / f"{index:02d}.mp4")
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(harness.scanner.scan, str(library))
+        task_group.start_soon(harness.scanner.scan, str(library))
+
+    assert sorted(fake_core.probed_paths) == sorted(await harness.paths())
+    assert harness.scanner.probes_total == 40
 
 
 async def test_deleted_file_is_removed(harness: Harness, library: Path) -> None:
