@@ -137,7 +137,7 @@ class TestMoves:
         self, harness: Harness, library: Path
     ) -> None:
         """The scan of the old folder deletes the entries before the scan of
-        the new folder sees them; the ids come back from memory."""
+        the new folder reads them, so the ids come back from memory."""
         old = write_fake_video(library / "a" / "x.mp4")
         await harness.scanner.scan(str(library))
         before = await harness.repository.get_video(str(old))

@@ -104,7 +104,7 @@ def test_slow_copy_appears_once_complete(
     tmp_path: Path, root: Path, clip: Path
 ) -> None:
     """1. copy a clip in chunks over a few seconds; 2. while it grows, the
-    catalog never holds an error for it; 3. it ends as one complete entry.
+    catalog never has an error for it; 3. it ends as one complete entry.
     """
     data = clip.read_bytes()
     target = root / "slow copy.mp4"
@@ -170,8 +170,8 @@ def test_cut_short_and_preallocated_files_are_incomplete(
     tmp_path: Path, root: Path, clip: Path
 ) -> None:
     """A truncated MP4 and an all-zero preallocated file are ``incomplete``,
-    never an error of another kind; once the real content is written, the
-    entry is complete with the same id.
+    never an error of another kind. Once the real content is written, each
+    entry is complete and keeps its id.
     """
     data = clip.read_bytes()
     truncated = root / "truncated.mp4"
@@ -250,9 +250,7 @@ def test_renames_keep_ids(tmp_path: Path, root: Path, tiny_clip: Path) -> None:
     assert status["probes"] <= 501 + 1
 
 
-def test_move_out_of_roots_removes_and_move_between_roots_keeps_id(
-    tmp_path: Path, tiny_clip: Path
-) -> None:
+def test_moves_across_and_out_of_roots(tmp_path: Path, tiny_clip: Path) -> None:
     first = tmp_path / "first"
     second = tmp_path / "second"
     outside = tmp_path / "outside"
@@ -411,7 +409,7 @@ def test_kernel_queue_overflow_is_rescanned(
     tmp_path: Path, root: Path, tiny_clip: Path
 ) -> None:
     """1. stop the watcher from reading inotify; 2. create more files than the
-    kernel queue holds events for, so events are lost; 3. read again: the
+    kernel queue has room for, so events are lost; 3. read again: the
     overflow becomes a rescan and every file is cataloged.
     """
     limit = max_queued_events()
@@ -445,7 +443,7 @@ def test_watch_limit_falls_back_to_polling(
     tmp_path: Path, root: Path, tiny_clip: Path
 ) -> None:
     """An injected watch-limit error turns the root to polling, which still
-    sees new files."""
+    finds new files."""
     env = {"REELWATCH_DEBUG_WATCH_FAULTS": str(tmp_path / "fault")}
     with running_daemon(tmp_path / "run", [root], env=env) as daemon:
         daemon.wait_idle()

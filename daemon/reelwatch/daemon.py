@@ -582,8 +582,8 @@ def _default_event_source(config: Config) -> EventSource:
     """Build the event source ``scan.watcher`` names.
 
     The core's watcher reports lost events, the watch limit and unmounted
-    roots; watchfiles does not, so it is only the fallback for a core built
-    without the watcher.
+    roots. watchfiles reports none of them, so it is only the fallback for a
+    core built without the watcher.
     """
     if config.scan.watcher == "core":
         if core_watcher_available():
@@ -603,7 +603,7 @@ def _default_event_source(config: Config) -> EventSource:
     )
 
 
-# For end-to-end tests only: names a file that holds a fault name
+# For end-to-end tests only: names a file that contains a fault name
 # ("pause", "resume", "overflow" or "watch_limit"). On SIGUSR1 the daemon
 # reads it and injects that fault into every core watcher; "pause" stops
 # taking events from inotify, so the kernel queue can overflow for real.

@@ -455,7 +455,7 @@ class AnyioJobQueue:
             state, result, error = await self._call_handler(context)
         finally:
             # The job stays in _running until its row is written, so no
-            # status shows the queue idle while the row still says running.
+            # status shows the queue idle while its row is still running.
             try:
                 if state is not None:
                     finished = msgspec.structs.replace(

@@ -705,7 +705,7 @@ class SQLiteRepository:
             for video_id, path in rows
         ]
         # Each row first gets a path no file can have (absolute paths start
-        # with "/"), so the UNIQUE index never sees two rows with one path
+        # with "/"), so the UNIQUE index never contains two rows with one path
         # while a folder moves into a name that overlaps its old one.
         statements: list[tuple[str, Sequence[Any]]] = [
             (

@@ -453,8 +453,8 @@ class Scanner:
         """Move the entries of files that now have another path; return the paths done.
 
         A candidate is an entry with the same device, inode, size and mtime
-        whose own path no longer holds that inode. When another cataloged
-        path still holds the inode (a hard link), the new path gets its own
+        whose own path no longer has that inode. When another cataloged
+        path still has the inode (a hard link), the new path gets its own
         entry instead. A moved entry whose probe was complete and without
         error needs no new probe; the others are moved, then probed again.
         """

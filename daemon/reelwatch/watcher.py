@@ -63,8 +63,8 @@ class WatchBatch:
 
     ``changes`` is an unordered set of changed paths. ``rescan`` lists trees
     whose events may have been lost, which must be scanned whole. ``roots``
-    carries the new state of each root whose state changed. ``moves`` holds
-    ``(old, new)`` pairs of files or folders renamed inside the watched
+    carries the new state of each root whose state changed. ``moves`` lists
+    the ``(old, new)`` pairs of files or folders renamed inside the watched
     roots, when the source can pair the two halves of a rename. An empty
     batch is a heartbeat.
     """
