@@ -155,6 +155,12 @@ class TestConfigErrors:
                 r"c\.toml: unknown key 'scan\.wrkers'",
             ),
             (
+                'allowed_scan_roots = ["/srv"]\nstate_dir = "s"\n'
+                '[scan]\nwatcher = "inotify"\n',
+                r"c\.toml: invalid value for 'scan\.watcher': found 'inotify'; "
+                r"expected one of 'core', 'watchfiles'",
+            ),
+            (
                 'allowed_scan_roots = ["/srv", 3]\nstate_dir = "s"\n',
                 r"c\.toml: invalid value for 'allowed_scan_roots\[1\]': found 3; "
                 r"expected `str`",

@@ -172,7 +172,68 @@ async def test_root_states_and_rescans_are_passed_on(
         RootState.MISSING,
         RootState.WATCHING,
     ]
+    # One scan: the missing root's (which marks entries offline), coalesced
+    # with the rescan when it is back.
     assert await setup.jobs() == [(root, True)]
+
+
+class TestMoves:
+    async def test_paired_rename_moves_entries_then_scans(
+        self, config: Config, library: Path
+    ) -> None:
+        old = library / "Show"
+        new = library / "show"
+        new.mkdir()
+        moved: list[tuple[str, str, str]] = []
+
+        async def record_move(old: str, new: str, root: str) -> None:
+            moved.append((old, new, root))
+
+        source = ScriptedSource([WatchBatch(moves=((str(old), str(new)),))])
+        setup = Setup(config, source)
+        setup.watcher = Watcher(
+            source=source,
+            queue=setup.queue,
+            core=FakeCore(),
+            config=config,
+            on_root_status=setup.statuses.append,
+            on_move=record_move,
+        )
+        await setup.repository.open()
+
+        await setup.watcher.run(anyio.Event())
+
+        assert moved == [(str(old), str(new), str(library))]
+        assert await setup.jobs() == sorted([(str(new), True), (str(old), False)])
+
+    async def test_rename_to_ignored_name_is_no_move(
+        self, config: Config, library: Path
+    ) -> None:
+        """Renamed to ``x.mp4.part``, the file leaves the catalog instead."""
+        old = library / "x.mp4"
+        moved: list[tuple[str, str, str]] = []
+
+        async def record_move(old: str, new: str, root: str) -> None:
+            moved.append((old, new, root))
+
+        source = ScriptedSource(
+            [WatchBatch(moves=((str(old), str(library / "x.mp4.part")),))]
+        )
+        setup = Setup(config, source)
+        setup.watcher = Watcher(
+            source=source,
+            queue=setup.queue,
+            core=FakeCore(),
+            config=config,
+            on_root_status=setup.statuses.append,
+            on_move=record_move,
+        )
+        await setup.repository.open()
+
+        await setup.watcher.run(anyio.Event())
+
+        assert moved == []
+        assert await setup.jobs() == [(str(old), False)]
 
 
 async def next_batch_with(batches: AsyncIterator[WatchBatch], path: str) -> WatchBatch:
