@@ -612,7 +612,7 @@ class Synchronizer:
 
     The roots are read-only to the daemon, so instead of writing a marker file
     and waiting for its event, a sync runs a user-priority incremental scan
-    of the request's scope. That scan sees every change already on disk. The
+    of the request's scope. That scan finds every change already on disk. The
     sync then waits for the files it found still being written: they must
     settle and be scanned again.
 
