@@ -193,6 +193,16 @@ class TestTruncation:
         assert record["content"].endswith("[truncated, 100000 chars]")
         assert len(stream.getvalue()) < 2000
 
+    def test_non_utf8_path_logged_escaped(self) -> None:
+        stream = io.StringIO()
+        configure_logging("info", "json", stream=stream)
+        path = os.fsdecode(b"/media/caf\xe9.mkv")
+
+        structlog.get_logger("reelwatch").info("probe_failed", path=path)
+        [record] = json_lines(stream)
+
+        assert record["path"] == "/media/caf\\xe9.mkv"
+
     def test_bytes_logged_as_length(self, tmp_path: Path) -> None:
         stream = io.StringIO()
         configure_logging("info", "json", stream=stream)

@@ -257,6 +257,14 @@ class _JsonRenderer:
 
 
 def _truncate(text: str, max_chars: int) -> str:
+    # File names that are not valid UTF-8 arrive as surrogate escapes, which
+    # no UTF-8 log line can carry; show their bytes as \x escapes instead.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "surrogateescape").decode(
+            "utf-8", "backslashreplace"
+        )
     if len(text) <= max_chars:
         return text
     return f"{text[:max_chars]}...[truncated, {len(text)} chars]"
