@@ -445,7 +445,10 @@ def test_watch_limit_falls_back_to_polling(
     """An injected watch-limit error turns the root to polling, which still
     finds new files."""
     env = {"REELWATCH_DEBUG_WATCH_FAULTS": str(tmp_path / "fault")}
-    with running_daemon(tmp_path / "run", [root], env=env) as daemon:
+    config = "[scan]\npoll_interval_s = 0.5\n"
+    with running_daemon(
+        tmp_path / "run", [root], env=env, extra_config=config
+    ) as daemon:
         daemon.wait_idle()
         assert root_state(daemon, root) == "watching"
         inject_watch_fault(daemon, "watch_limit")
@@ -465,7 +468,7 @@ def test_watch_limit_falls_back_to_polling(
 def test_forced_polling_is_reported_and_sees_changes(
     tmp_path: Path, root: Path, tiny_clip: Path
 ) -> None:
-    config = "[scan]\nforce_polling = true\n"
+    config = "[scan]\nforce_polling = true\npoll_interval_s = 0.5\n"
     with running_daemon(tmp_path / "run", [root], extra_config=config) as daemon:
         daemon.wait_idle()
         assert root_state(daemon, root) == "polling"
@@ -605,7 +608,9 @@ def running_scan_seen(daemon: DaemonProcess) -> bool:
     return False
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize(
+    "stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"]
+)
 def test_stop_during_scan_then_restart_converges(
     tmp_path: Path, root: Path, tiny_clip: Path, stop_signal: signal.Signals
 ) -> None:

@@ -132,6 +132,9 @@ class ScanConfig(_Section, frozen=True):
     finished_jobs_keep: Annotated[int, msgspec.Meta(ge=0)] = 1000
     finished_jobs_max_age_s: NonNegativeFloat = 7 * 24 * 3600.0
     force_polling: bool = False
+    # Seconds between two walks of a polled root (forced, on a network or FUSE
+    # filesystem, or after the inotify watch limit was reached).
+    poll_interval_s: Annotated[float, msgspec.Meta(ge=0.1)] = 10.0
     # "core": the Rust core's watcher, which reports lost events and falls
     # back to polling per root; "watchfiles": the watchfiles package.
     watcher: WatcherKind = "core"

@@ -278,13 +278,18 @@ class Daemon:
             log.info("entries_moved", old_path=old, path=new, count=moved)
 
     async def _submit_settled(self, path: str) -> None:
+        if root_for(path, self.config.allowed_scan_roots) is None:
+            return  # its root was removed by a reload while the file settled
         await self._queue.submit(JobKind.SCAN, path, recursive=False)
 
     async def _reconcile_periodically(self) -> None:
-        interval_s = self.config.scan.reconcile_interval_s
-        if interval_s <= 0:
-            return
         while True:
+            # Read on every round, so a reload changes the interval.
+            interval_s = self.config.scan.reconcile_interval_s
+            if interval_s <= 0:
+                # Turned off: check again later, in case a reload turns it on.
+                await anyio.sleep(60)
+                continue
             # Jitter of 3/4 to 5/4 keeps several daemons from scanning at once.
             await anyio.sleep(interval_s * random.uniform(0.75, 1.25))
             log.info("reconcile_started", roots=list(self.config.allowed_scan_roots))
@@ -590,6 +595,7 @@ def _default_event_source(config: Config) -> EventSource:
             return CoreEventSource(
                 ignore_globs=config.scan.ignore_globs,
                 force_polling=config.scan.force_polling,
+                poll_interval_ms=round(config.scan.poll_interval_s * 1000),
                 watcher_factory=_fault_injection_factory(),
             )
         log.warning(
@@ -600,6 +606,7 @@ def _default_event_source(config: Config) -> EventSource:
     return WatchfilesSource(
         ignore_globs=config.scan.ignore_globs,
         force_polling=config.scan.force_polling,
+        poll_delay_ms=round(config.scan.poll_interval_s * 1000),
     )
 
 

@@ -547,7 +547,8 @@ class Scanner:
             batch = await self._claim_batch(chunk, known, result)
             try:
                 videos = await self._probe_batch(root, batch, known, result)
-                if videos:
+                # A reload may have removed the root while the batch ran.
+                if videos and root in self._roots:
                     await self._repository.upsert_videos(videos)
             finally:
                 self._in_flight.difference_update(batch)
