@@ -229,11 +229,6 @@ def test_readme_links_required_documents() -> None:
     assert not unlinked, "\n".join(unlinked)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="docs/security.md and docs/watching.md are linked from README.md "
-    "but not written yet",
-)
 def test_readme_links_resolve() -> None:
     missing = [
         f"README.md links to {target}, which does not exist"
