@@ -656,6 +656,33 @@ def test_stop_during_scan_then_restart_converges(
     assert status["probes"] <= 5000 - stored_before + 16 * 4
 
 
+def test_cancel_running_scan(tmp_path: Path, root: Path, tiny_clip: Path) -> None:
+    """A running scan cancelled over the socket stops at its next batch and
+    ends ``cancelled``; what it stored so far stays."""
+    make_library(tiny_clip, root, 2000)
+    config = "[scan]\nprobe_batch_size = 8\nworkers = 1\n"
+    with running_daemon(tmp_path / "run", [root], extra_config=config) as daemon:
+        wait_until(
+            lambda: running_scan_seen(daemon),
+            timeout_s=60,
+            what="a scan in progress",
+            step_s=0.01,
+        )
+        jobs = daemon.call("jobs.list", {"status": "running", "limit": 10})["jobs"]
+        job_id = jobs[0]["id"]
+        daemon.call("job.cancel", {"job_id": job_id})
+        wait_until(
+            lambda: daemon.call("job.get", {"job_id": job_id})["status"] == "cancelled",
+            timeout_s=60,
+            what="the cancelled job",
+        )
+        cancelled = daemon.call("job.get", {"job_id": job_id})
+        status = daemon.wait_idle()
+
+    assert cancelled["progress"]["done"] < cancelled["progress"]["total"]
+    assert 0 < status["videos"] < 2000
+
+
 # ---------------------------------------------------------------------------
 # Burst
 
