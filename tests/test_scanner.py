@@ -16,7 +16,7 @@ from reelwatch.config import Config
 from reelwatch.core import ProbeResult, WalkError, WalkResult
 from reelwatch.errors import PathNotAllowedError
 from reelwatch.jobs import JobContext
-from reelwatch.models import Job, JobState
+from reelwatch.models import Job, JobState, Video
 from reelwatch.repository import MemoryRepository
 from reelwatch.scanner import (
     Scanner,
@@ -187,6 +187,36 @@ class TestMoves:
         assert result.moved == 0
         assert before is not None and after is not None
         assert after.id != before.id
+
+
+async def test_empty_mount_point_marks_entries_offline(
+    harness: Harness, library: Path
+) -> None:
+    """Entries on another device than their now empty folder are from an
+    unmounted drive: they go offline instead of leaving the catalog."""
+    mount_point = library / "drive"
+    mount_point.mkdir()
+    other_device = os.stat(mount_point).st_dev + 1
+    await harness.repository.upsert_videos(
+        [
+            Video(
+                id=0,
+                path=str(mount_point / "film.mkv"),
+                root=str(library),
+                size=10,
+                mtime_ns=1,
+                device=other_device,
+                inode=7,
+            )
+        ]
+    )
+
+    result = await harness.scanner.scan(str(mount_point))
+    entry = await harness.repository.get_video(str(mount_point / "film.mkv"))
+
+    assert result.removed == 0
+    assert entry is not None
+    assert entry.offline is True
 
 
 async def test_overlapping_scans_probe_each_file_once(
