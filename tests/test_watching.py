@@ -24,7 +24,8 @@ from daemon_process import DaemonProcess, running_daemon, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
-# A settle period long enough that a chunked copy below never pauses longer.
+# Six times the 0.25 s pause between the chunks of the slow copy below. A
+# longer stall of the writer makes an incomplete entry, which the test allows.
 SETTLE_S = 1.5
 
 
@@ -61,10 +62,6 @@ def by_path(daemon: DaemonProcess) -> dict[str, dict[str, Any]]:
 
 def catalog_paths(daemon: DaemonProcess) -> list[str]:
     return sorted(video["path"] for video in daemon.videos())
-
-
-def files_on_disk(root: Path) -> list[str]:
-    return sorted(str(path) for path in root.rglob("*.mp4") if path.is_file())
 
 
 def wait_for_paths(
