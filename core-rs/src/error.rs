@@ -145,3 +145,56 @@ impl From<io::Error> for Error {
         Error::new(kind, err.to_string().to_lowercase())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_stable_names() {
+        let cases = [
+            (ErrorKind::Unsupported, "unsupported"),
+            (ErrorKind::Corrupt, "corrupt"),
+            (ErrorKind::Incomplete, "incomplete"),
+            (ErrorKind::NoVideo, "no_video"),
+            (ErrorKind::Empty, "empty"),
+            (ErrorKind::NotFound, "not_found"),
+            (ErrorKind::PermissionDenied, "permission_denied"),
+            (ErrorKind::NotAFile, "not_a_file"),
+            (ErrorKind::InvalidPath, "invalid_path"),
+            (ErrorKind::OutsideRoots, "outside_roots"),
+            (ErrorKind::Io, "io"),
+            (ErrorKind::Internal, "internal"),
+        ];
+        for (kind, name) in cases {
+            assert_eq!(kind.as_str(), name);
+        }
+    }
+
+    #[test]
+    fn display_prefixes_the_first_path() {
+        let err = Error::corrupt("bad box")
+            .with_path(Path::new("/media/a.mp4"))
+            .with_path(Path::new("/media/b.mp4"));
+
+        assert_eq!(err.to_string(), "/media/a.mp4: bad box");
+        assert_eq!(err.path(), Some(Path::new("/media/a.mp4")));
+        assert_eq!(Error::incomplete("cut short").to_string(), "cut short");
+    }
+
+    #[test]
+    fn io_errors_map_to_kinds() {
+        let cases = [
+            (io::ErrorKind::NotFound, ErrorKind::NotFound),
+            (io::ErrorKind::PermissionDenied, ErrorKind::PermissionDenied),
+            (io::ErrorKind::UnexpectedEof, ErrorKind::Incomplete),
+            (io::ErrorKind::IsADirectory, ErrorKind::NotAFile),
+            (io::ErrorKind::TimedOut, ErrorKind::Io),
+        ];
+        for (io_kind, kind) in cases {
+            let err = Error::from(io::Error::new(io_kind, "Failed"));
+            assert_eq!(err.kind(), kind, "{io_kind:?}");
+            assert_eq!(err.message(), "failed");
+        }
+    }
+}

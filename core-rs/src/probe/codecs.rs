@@ -617,4 +617,372 @@ mod tests {
         );
         assert_eq!(mpeg4_visual_profile(&[1, 2]), None);
     }
+
+    #[test]
+    fn iso_sample_entries_map_to_ffprobe_names() {
+        let video = [
+            (b"avc3", "h264"),
+            (b"hev1", "hevc"),
+            (b"av01", "av1"),
+            (b"vp09", "vp9"),
+            (b"vp08", "vp8"),
+            (b"mp4v", "mpeg4"),
+            (b"s263", "h263"),
+            (b"apch", "prores"),
+            (b"jpeg", "mjpeg"),
+            (b"mjpb", "mjpegb"),
+            (b"m1v ", "mpeg1video"),
+            (b"xd5c", "mpeg2video"),
+            (b"dvh5", "dvvideo"),
+            (b"vc-1", "vc1"),
+            (b"png ", "png"),
+            (b"raw ", "rawvideo"),
+            (b"FFV1", "ffv1"),
+            (b"SVQ3", "svq3"),
+            (b"SVQ1", "svq1"),
+            (b"cvid", "cinepak"),
+            (b"rle ", "qtrle"),
+            (b"AVdn", "dnxhd"),
+        ];
+        for (fourcc, name) in video {
+            assert_eq!(iso_video_codec(*fourcc), Some(name), "{fourcc:?}");
+        }
+        assert_eq!(iso_video_codec(*b"zzzz"), None);
+
+        let subtitles = [
+            (b"tx3g", "mov_text"),
+            (b"wvtt", "webvtt"),
+            (b"stpp", "ttml"),
+            (b"c608", "eia_608"),
+        ];
+        for (fourcc, name) in subtitles {
+            assert_eq!(iso_subtitle_codec(*fourcc), Some(name), "{fourcc:?}");
+        }
+        assert_eq!(iso_subtitle_codec(*b"zzzz"), None);
+    }
+
+    #[test]
+    fn iso_audio_entries_follow_size_and_endianness() {
+        let cases = [
+            (b"mp4a", 16, false, "aac"),
+            (b".mp3", 16, false, "mp3"),
+            (b"sac3", 16, false, "ac3"),
+            (b"ec-3", 16, false, "eac3"),
+            (b"Opus", 16, false, "opus"),
+            (b"fLaC", 16, false, "flac"),
+            (b"alac", 16, false, "alac"),
+            (b"samr", 16, false, "amr_nb"),
+            (b"sawb", 16, false, "amr_wb"),
+            (b"dtsl", 16, false, "dts"),
+            (b"ac-4", 16, false, "ac4"),
+            (b"sowt", 8, false, "pcm_s8"),
+            (b"sowt", 16, false, "pcm_s16le"),
+            (b"sowt", 24, false, "pcm_s24le"),
+            (b"sowt", 32, false, "pcm_s32le"),
+            (b"twos", 8, false, "pcm_s8"),
+            (b"twos", 16, false, "pcm_s16be"),
+            (b"twos", 24, false, "pcm_s24be"),
+            (b"twos", 32, false, "pcm_s32be"),
+            (b"lpcm", 16, true, "pcm_s16le"),
+            (b"NONE", 16, false, "pcm_s16be"),
+            (b"in24", 24, true, "pcm_s24le"),
+            (b"in24", 24, false, "pcm_s24be"),
+            (b"in32", 32, true, "pcm_s32le"),
+            (b"in32", 32, false, "pcm_s32be"),
+            (b"fl32", 32, true, "pcm_f32le"),
+            (b"fl32", 32, false, "pcm_f32be"),
+            (b"fl64", 64, true, "pcm_f64le"),
+            (b"fl64", 64, false, "pcm_f64be"),
+            (b"raw ", 8, false, "pcm_u8"),
+            (b"ulaw", 8, false, "pcm_mulaw"),
+            (b"alaw", 8, false, "pcm_alaw"),
+            (b"ima4", 16, false, "adpcm_ima_qt"),
+            (b"sqcp", 16, false, "qcelp"),
+            (b"QDM2", 16, false, "qdm2"),
+            (b"QDMC", 16, false, "qdmc"),
+            (b"mlpa", 24, false, "truehd"),
+        ];
+        for (fourcc, size, little_endian, name) in cases {
+            assert_eq!(
+                iso_audio_codec(*fourcc, size, little_endian),
+                Some(name),
+                "{fourcc:?} {size} {little_endian}"
+            );
+        }
+        assert_eq!(iso_audio_codec(*b"zzzz", 16, false), None);
+    }
+
+    #[test]
+    fn pcm_config_box_gives_format_and_width() {
+        let cases = [
+            (b"fpcm", 1, 32, "pcm_f32le"),
+            (b"fpcm", 0, 32, "pcm_f32be"),
+            (b"fpcm", 1, 64, "pcm_f64le"),
+            (b"fpcm", 0, 64, "pcm_f64be"),
+            (b"ipcm", 1, 16, "pcm_s16le"),
+            (b"ipcm", 0, 16, "pcm_s16be"),
+            (b"ipcm", 1, 24, "pcm_s24le"),
+            (b"ipcm", 0, 24, "pcm_s24be"),
+            (b"ipcm", 1, 32, "pcm_s32le"),
+            (b"ipcm", 0, 32, "pcm_s32be"),
+        ];
+        for (fourcc, flags, bits, name) in cases {
+            let config = [0, 0, 0, 0, flags, bits];
+            assert_eq!(
+                iso_pcm_codec(&config, fourcc),
+                Some(name),
+                "{fourcc:?} {bits}"
+            );
+        }
+        assert_eq!(iso_pcm_codec(&[0, 0, 0, 0, 1, 12], b"ipcm"), None);
+        assert_eq!(iso_pcm_codec(&[0, 0, 0], b"ipcm"), None);
+    }
+
+    #[test]
+    fn every_object_type_has_its_ffprobe_name() {
+        let cases = [
+            (0x08, "mov_text"),
+            (0x21, "h264"),
+            (0x23, "hevc"),
+            (0x67, "aac"),
+            (0x61, "mpeg2video"),
+            (0x69, "mp3"),
+            (0x6A, "mpeg1video"),
+            (0x6C, "mjpeg"),
+            (0x6D, "png"),
+            (0x6E, "jpeg2000"),
+            (0xA3, "vc1"),
+            (0xA4, "dirac"),
+            (0xA5, "ac3"),
+            (0xA6, "eac3"),
+            (0xA9, "dts"),
+            (0xAD, "opus"),
+            (0xB1, "vp9"),
+            (0xC1, "flac"),
+            (0xDD, "vorbis"),
+            (0xE0, "dvd_subtitle"),
+            (0xE1, "qcelp"),
+        ];
+        for (object_type, name) in cases {
+            assert_eq!(mp4_object_type(object_type), Some(name), "{object_type:#x}");
+        }
+    }
+
+    #[test]
+    fn profile_records_give_ffprobe_profiles() {
+        let h264 = [
+            (77, 0, "Main"),
+            (88, 0, "Extended"),
+            (110, 0, "High 10"),
+            (122, 0x10, "High 4:2:2 Intra"),
+            (122, 0, "High 4:2:2"),
+            (144, 0, "High 4:4:4"),
+            (244, 0x10, "High 4:4:4 Intra"),
+            (244, 0, "High 4:4:4 Predictive"),
+            (44, 0, "CAVLC 4:4:4"),
+            (118, 0, "Multiview High"),
+            (128, 0, "Stereo High"),
+        ];
+        for (profile_idc, constraints, name) in h264 {
+            assert_eq!(h264_profile_name(profile_idc, constraints), Some(name));
+        }
+        assert_eq!(avc_profile(&[1, 77, 0, 30]).as_deref(), Some("Main"));
+        assert_eq!(avc_profile(&[1]), None);
+
+        assert_eq!(hevc_profile(&[1, 0x01]).as_deref(), Some("Main"));
+        assert_eq!(hevc_profile(&[1, 0x22]).as_deref(), Some("Main 10"));
+        assert_eq!(hevc_profile_name(3), Some("Main Still Picture"));
+        assert_eq!(hevc_profile_name(4), Some("Rext"));
+        assert_eq!(hevc_profile_name(9), None);
+
+        assert_eq!(av1_profile(&[0x81, 0x00]).as_deref(), Some("Main"));
+        assert_eq!(av1_profile(&[0x81, 0x20]).as_deref(), Some("High"));
+        assert_eq!(av1_profile(&[0x81, 0x40]).as_deref(), Some("Professional"));
+        assert_eq!(av1_profile(&[0x81, 0x60]), None);
+        assert_eq!(vpx_profile(&[1, 0, 0, 0, 2]).as_deref(), Some("Profile 2"));
+        assert_eq!(vpx_profile(&[1, 0]), None);
+
+        let prores = [
+            (b"apco", "Proxy"),
+            (b"apcs", "LT"),
+            (b"apcn", "Standard"),
+            (b"apch", "HQ"),
+            (b"ap4h", "4444"),
+            (b"ap4x", "XQ"),
+        ];
+        for (fourcc, name) in prores {
+            assert_eq!(prores_profile(*fourcc), Some(name));
+        }
+        assert_eq!(prores_profile(*b"avc1"), None);
+    }
+
+    #[test]
+    fn aac_config_escape_values_are_read() {
+        // Object type escape (31, then 6 bits: 32 + 10 = 42), explicit
+        // rate (index 15, then 24 bits: 1000 Hz), channel config 7 (8 channels).
+        let mut bits = Vec::new();
+        for (value, width) in [(31u32, 5), (10, 6), (15, 4), (1000, 24), (7, 4)] {
+            for shift in (0..width).rev() {
+                bits.push((value >> shift) & 1 == 1);
+            }
+        }
+        let bytes: Vec<u8> = bits
+            .chunks(8)
+            .map(|chunk| {
+                chunk
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |byte, (i, &bit)| byte | (u8::from(bit) << (7 - i)))
+            })
+            .collect();
+
+        let config = parse_audio_specific_config(&bytes).unwrap();
+
+        assert_eq!(config.object_type, 42);
+        assert_eq!(config.sample_rate, 1000);
+        assert_eq!(config.channels, 8);
+    }
+
+    #[test]
+    fn matroska_ids_cover_the_ffmpeg_table() {
+        let cases = [
+            ("V_MPEGH/ISO/HEVC", "hevc"),
+            ("V_AV1", "av1"),
+            ("V_VP8", "vp8"),
+            ("V_VP9", "vp9"),
+            ("V_MPEG1", "mpeg1video"),
+            ("V_MPEG2", "mpeg2video"),
+            ("V_MPEG4/MS/V3", "msmpeg4v3"),
+            ("V_THEORA", "theora"),
+            ("V_PRORES", "prores"),
+            ("V_MJPEG", "mjpeg"),
+            ("V_FFV1", "ffv1"),
+            ("V_DIRAC", "dirac"),
+            ("V_UNCOMPRESSED", "rawvideo"),
+            ("V_REAL/RV10", "rv10"),
+            ("V_REAL/RV20", "rv20"),
+            ("V_REAL/RV30", "rv30"),
+            ("V_REAL/RV40", "rv40"),
+            ("A_OPUS", "opus"),
+            ("A_VORBIS", "vorbis"),
+            ("A_MPEG/L3", "mp3"),
+            ("A_MPEG/L2", "mp2"),
+            ("A_MPEG/L1", "mp1"),
+            ("A_AC3/BSID9", "ac3"),
+            ("A_EAC3", "eac3"),
+            ("A_DTS/LOSSLESS", "dts"),
+            ("A_FLAC", "flac"),
+            ("A_TRUEHD", "truehd"),
+            ("A_MLP", "mlp"),
+            ("A_ALAC", "alac"),
+            ("A_TTA1", "tta"),
+            ("A_WAVPACK4", "wavpack"),
+            ("A_QUICKTIME/QDMC", "qdmc"),
+            ("A_QUICKTIME/QDM2", "qdm2"),
+            ("A_REAL/COOK", "cook"),
+            ("A_REAL/ATRC", "atrac3"),
+            ("A_REAL/28_8", "ra_288"),
+            ("A_REAL/14_4", "ra_144"),
+            ("S_TEXT/ASCII", "text"),
+            ("S_TEXT/ASS", "ass"),
+            ("D_WEBVTT/CAPTIONS", "webvtt"),
+            ("S_VOBSUB", "dvd_subtitle"),
+            ("S_DVBSUB", "dvb_subtitle"),
+            ("S_HDMV/PGS", "hdmv_pgs_subtitle"),
+            ("S_HDMV/TEXTST", "hdmv_text_subtitle"),
+            ("S_KATE", "kate"),
+            ("S_ARIBSUB", "arib_caption"),
+        ];
+        for (codec_id, name) in cases {
+            assert_eq!(matroska_codec(codec_id, &[], 0), Some(name), "{codec_id}");
+        }
+    }
+
+    #[test]
+    fn matroska_pcm_and_wrapped_codecs_use_private_data() {
+        let pcm = [
+            ("A_PCM/INT/BIG", 8, "pcm_u8"),
+            ("A_PCM/INT/LIT", 32, "pcm_s32le"),
+            ("A_PCM/INT/LIT", 16, "pcm_s16le"),
+            ("A_PCM/INT/BIG", 24, "pcm_s24be"),
+            ("A_PCM/INT/BIG", 32, "pcm_s32be"),
+            ("A_PCM/INT/BIG", 16, "pcm_s16be"),
+            ("A_PCM/FLOAT/IEEE", 64, "pcm_f64le"),
+            ("A_PCM/FLOAT/IEEE", 32, "pcm_f32le"),
+        ];
+        for (codec_id, bit_depth, name) in pcm {
+            assert_eq!(matroska_codec(codec_id, &[], bit_depth), Some(name));
+        }
+        assert_eq!(matroska_codec("A_PCM/OTHER", &[], 16), None);
+
+        // WAVEFORMATEX: tag 0x0055 (MP3), bits per sample at offset 14.
+        let mut wave = vec![0u8; 18];
+        wave[0..2].copy_from_slice(&0x0055u16.to_le_bytes());
+        assert_eq!(matroska_codec("A_MS/ACM", &wave, 0), Some("mp3"));
+        assert_eq!(matroska_codec("A_MS/ACM", &wave[..4], 0), None);
+        let mut quicktime = vec![0u8; 8];
+        quicktime[4..8].copy_from_slice(b"SVQ3");
+        assert_eq!(matroska_codec("V_QUICKTIME", &quicktime, 0), Some("svq3"));
+        assert_eq!(matroska_codec("V_MS/VFW/FOURCC", &[0; 8], 0), None);
+    }
+
+    #[test]
+    fn avi_fourccs_and_wave_tags_map_to_ffprobe_names() {
+        let video = [
+            (b"x264", "h264"),
+            (b"HEVC", "hevc"),
+            (b"DX50", "mpeg4"),
+            (b"DIV3", "msmpeg4v3"),
+            (b"MP42", "msmpeg4v2"),
+            (b"MJPG", "mjpeg"),
+            (b"WMV1", "wmv1"),
+            (b"WMV2", "wmv2"),
+            (b"WMV3", "wmv3"),
+            (b"WVC1", "vc1"),
+            (b"MPG1", "mpeg1video"),
+            (b"mpg2", "mpeg2video"),
+            (b"VP80", "vp8"),
+            (b"VP90", "vp9"),
+            (b"AV01", "av1"),
+            (b"FFV1", "ffv1"),
+            (b"HFYU", "huffyuv"),
+            (b"dvsd", "dvvideo"),
+            (b"cvid", "cinepak"),
+            (b"H263", "h263"),
+            (b"theo", "theora"),
+        ];
+        for (fourcc, name) in video {
+            assert_eq!(fourcc_video_codec(*fourcc), Some(name), "{fourcc:?}");
+        }
+        assert_eq!(fourcc_video_codec(*b"zzzz"), None);
+
+        let audio = [
+            (0x0001, 8, "pcm_u8"),
+            (0x0001, 16, "pcm_s16le"),
+            (0x0001, 24, "pcm_s24le"),
+            (0x0001, 32, "pcm_s32le"),
+            (0x0003, 32, "pcm_f32le"),
+            (0x0003, 64, "pcm_f64le"),
+            (0x0006, 8, "pcm_alaw"),
+            (0x0007, 8, "pcm_mulaw"),
+            (0x0011, 4, "adpcm_ima_wav"),
+            (0x0002, 4, "adpcm_ms"),
+            (0x0050, 0, "mp2"),
+            (0x0055, 0, "mp3"),
+            (0x00FF, 0, "aac"),
+            (0x0160, 0, "wmav1"),
+            (0x0161, 0, "wmav2"),
+            (0x0162, 0, "wmapro"),
+            (0x0163, 0, "wmalossless"),
+            (0x2000, 0, "ac3"),
+            (0x2001, 0, "dts"),
+            (0x674F, 0, "vorbis"),
+            (0xF1AC, 0, "flac"),
+            (0x704F, 0, "opus"),
+        ];
+        for (tag, bits, name) in audio {
+            assert_eq!(wave_format_codec(tag, bits), Some(name), "{tag:#06x}");
+        }
+        assert_eq!(wave_format_codec(0x1234, 16), None);
+    }
 }

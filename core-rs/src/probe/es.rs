@@ -711,6 +711,26 @@ mod tests {
     }
 
     #[test]
+    fn hevc_sps_gives_cropped_size_and_profile() {
+        // SPS written by x265 for a 160x90 Main-profile clip: coded as 160x96
+        // with a conformance window that crops 6 rows.
+        let nal = [
+            0x42, 0x01, 0x01, 0x01, 0x60, 0x00, 0x00, 0x03, 0x00, 0x90, 0x00, 0x00, 0x03, 0x00,
+            0x00, 0x03, 0x00, 0x1E, 0xA0, 0x14, 0x20, 0x61, 0xF2, 0x65, 0x95, 0x95, 0x29, 0x30,
+            0xBC, 0x05, 0xA0, 0x20, 0x00, 0x00, 0x03, 0x00, 0x20, 0x00, 0x00, 0x03, 0x03, 0x21,
+        ];
+        let annex_b = [&[0, 0, 0, 1][..], &nal].concat();
+
+        let video = find_hevc_sps(&annex_b).unwrap();
+
+        assert_eq!(video.codec, "hevc");
+        assert_eq!((video.width, video.height), (160, 90));
+        assert_eq!(video.profile, Some("Main"));
+        assert_eq!(video.frame_rate, None);
+        assert_eq!(parse_hevc_sps(&nal[2..12]), None);
+    }
+
+    #[test]
     fn truncated_sps_gives_none() {
         assert_eq!(parse_h264_sps(&[0x64, 0x00]), None);
     }

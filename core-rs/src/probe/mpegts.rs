@@ -880,6 +880,80 @@ mod tests {
     }
 
     #[test]
+    fn stream_types_classify_like_ffmpeg() {
+        use Kind::{Audio, Data, Subtitle, Video};
+        let iso = [
+            (0x02, Video, "mpeg2video"),
+            (0x04, Audio, "mp3"),
+            (0x1C, Audio, "aac"),
+            (0x10, Video, "mpeg4"),
+            (0x11, Audio, "aac_latm"),
+            (0x20, Video, "h264"),
+            (0x21, Video, "jpeg2000"),
+            (0x24, Video, "hevc"),
+            (0x42, Video, "cavs"),
+            (0xD1, Video, "dirac"),
+            (0xD2, Video, "avs2"),
+            (0xEA, Video, "vc1"),
+        ];
+        for (stream_type, kind, codec) in iso {
+            assert_eq!(classify(stream_type, &[], false), (kind, Some(codec)));
+        }
+        let blu_ray = [
+            (0x80, Audio, "pcm_bluray"),
+            (0x81, Audio, "ac3"),
+            (0x85, Audio, "dts"),
+            (0x83, Audio, "truehd"),
+            (0xA1, Audio, "eac3"),
+            (0x90, Subtitle, "hdmv_pgs_subtitle"),
+            (0x92, Subtitle, "hdmv_text_subtitle"),
+        ];
+        for (stream_type, kind, codec) in blu_ray {
+            assert_eq!(classify(stream_type, &[], true), (kind, Some(codec)));
+        }
+        // Without HDMV registration, private types fall to descriptors and ATSC.
+        assert_eq!(classify(0x81, &[], false), (Audio, Some("ac3")));
+        assert_eq!(classify(0x87, &[], false), (Audio, Some("eac3")));
+        assert_eq!(classify(0x8A, &[], false), (Audio, Some("dts")));
+        assert_eq!(classify(0x86, &[], false), (Data, Some("scte_35")));
+        assert_eq!(classify(0x99, &[], false), (Data, None));
+    }
+
+    #[test]
+    fn descriptors_name_private_streams() {
+        use Kind::{Audio, Data, Subtitle, Video};
+        let tagged = [
+            (0x6A, Audio, "ac3"),
+            (0x7A, Audio, "eac3"),
+            (0x7B, Audio, "dts"),
+            (0x7C, Audio, "aac"),
+            (0x59, Subtitle, "dvb_subtitle"),
+            (0x56, Subtitle, "dvb_teletext"),
+        ];
+        for (tag, kind, codec) in tagged {
+            assert_eq!(classify(0x06, &[tag, 0], false), (kind, Some(codec)));
+        }
+        let registered = [
+            (b"AC-3", Audio, "ac3"),
+            (b"EAC3", Audio, "eac3"),
+            (b"Opus", Audio, "opus"),
+            (b"DTS2", Audio, "dts"),
+            (b"BSSD", Audio, "s302m"),
+            (b"HEVC", Video, "hevc"),
+            (b"VC-1", Video, "vc1"),
+            (b"ID3 ", Data, "timed_id3"),
+            (b"KLVA", Data, "klv"),
+        ];
+        for (id, kind, codec) in registered {
+            let descriptor = [&[0x05, 4][..], id].concat();
+            assert_eq!(classify(0x06, &descriptor, false), (kind, Some(codec)));
+        }
+        assert_eq!(
+            classify(0x06, &[0x05, 4, b'X', b'X', b'X', b'X'], false),
+            (Data, None)
+        );
+    }
+    #[test]
     fn hand_built_stream_reads_codecs_size_and_duration() {
         let info = probe_bytes(sample_stream(10)).unwrap();
 
