@@ -595,6 +595,64 @@ mod tests {
         probe(&mut reader)
     }
 
+    /// Reads `body` as an `onMetaData` object and returns what it kept.
+    fn read_properties(body: &[u8]) -> (Option<()>, Metadata) {
+        let mut metadata = Metadata::default();
+        let mut amf = Amf {
+            data: body,
+            offset: 0,
+        };
+        let result = amf.properties_into(&mut metadata);
+        (result, metadata)
+    }
+
+    #[test]
+    fn amf_values_of_every_type_are_skipped() {
+        let mut body = vec![0x03];
+        let values: [&[u8]; 8] = [
+            &[0x01, 1],                            // boolean
+            &[0x02, 0, 2, b'h', b'i'],             // string
+            &[0x08, 0, 0, 0, 1, 0, 0, 0x09],       // empty ECMA array
+            &[0x0A, 0, 0, 0, 2, 0x05, 0x06],       // strict array of null and undefined
+            &[0x0B, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], // date
+            &[0x0C, 0, 0, 0, 3, b'a', b'b', b'c'], // long string
+            &[0x05],                               // null
+            &[0x06],                               // undefined
+        ];
+        for value in values {
+            body.extend_from_slice(&[0, 1, b'x']);
+            body.extend_from_slice(value);
+        }
+        body.extend(amf_number("width", 640.0));
+        body.extend(amf_number("height", 360.0));
+        body.extend(amf_number("videocodecid", 7.0));
+        body.extend_from_slice(&[0, 0, 0x09]);
+
+        let (result, metadata) = read_properties(&body);
+
+        assert_eq!(result, Some(()));
+        assert_eq!(metadata.width, Some(640.0));
+        assert_eq!(metadata.height, Some(360.0));
+        assert_eq!(metadata.video_codec_id, Some(7.0));
+    }
+
+    #[test]
+    fn amf_unknown_marker_or_deep_nesting_stops_the_read() {
+        let unknown = [0x03, 0, 1, b'x', 0x42];
+        let (result, _) = read_properties(&unknown);
+        assert_eq!(result, None);
+
+        let mut deep = vec![0x03];
+        for _ in 0..=MAX_AMF_DEPTH {
+            deep.extend_from_slice(&[0, 1, b'x', 0x03]);
+        }
+        let (result, _) = read_properties(&deep);
+        assert_eq!(result, None);
+
+        let (result, _) = read_properties(&[0x02, 0, 0]);
+        assert_eq!(result, None);
+    }
+
     #[test]
     fn hand_built_flv_reads_tags_and_metadata() {
         let info = probe_bytes(sample()).unwrap();

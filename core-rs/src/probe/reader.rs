@@ -211,6 +211,45 @@ mod tests {
     }
 
     #[test]
+    fn integers_read_in_both_byte_orders() {
+        let bytes: Vec<u8> = (1..=30).collect();
+        let mut reader = Reader::new(Cursor::new(bytes), 30, 1024);
+
+        assert_eq!(reader.read_u8().unwrap(), 0x01);
+        assert_eq!(reader.read_u16_be().unwrap(), 0x0203);
+        assert_eq!(reader.read_u16_le().unwrap(), 0x0504);
+        assert_eq!(reader.read_u32_le().unwrap(), 0x0908_0706);
+        assert_eq!(reader.read_u64_be().unwrap(), 0x0A0B_0C0D_0E0F_1011);
+        assert_eq!(reader.read_u64_le().unwrap(), 0x1918_1716_1514_1312);
+        assert_eq!(reader.position(), 25);
+        assert_eq!(reader.remaining(), 5);
+        assert!(!reader.is_empty());
+    }
+
+    #[test]
+    fn skip_past_the_largest_offset_is_corrupt() {
+        let mut reader = Reader::new(Cursor::new(vec![0; 8]), 8, 1024);
+        reader.seek_to(4).unwrap();
+
+        let err = reader.skip(u64::MAX).unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert_eq!(reader.position(), 4);
+    }
+
+    #[test]
+    fn source_shorter_than_its_length_is_incomplete() {
+        // The file shrank after its length was taken: 4 bytes left of 16.
+        let mut reader = Reader::new(Cursor::new(vec![0; 4]), 16, 1024);
+        let mut buf = [0; 8];
+
+        let err = reader.read_exact(&mut buf).unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::Incomplete);
+        assert!(err.message().contains("ended early"), "{err}");
+    }
+
+    #[test]
     fn seeks_cost_nothing() {
         let mut reader = Reader::new(Cursor::new(vec![7; 1000]), 1000, 1024);
         reader.seek_to(996).unwrap();
