@@ -13,6 +13,7 @@ import pytest
 from reelwatch.errors import InvalidParamsError, StorageError
 from reelwatch.models import Job, JobState, Progress, Video
 from reelwatch.repository import (
+    _MIGRATIONS,
     SCHEMA_VERSION,
     MemoryRepository,
     Repository,
@@ -355,13 +356,37 @@ class TestSQLiteSchema:
         assert version == SCHEMA_VERSION
         assert mode == "wal"
 
+    async def test_version_1_catalog_is_migrated(self, tmp_path: Path) -> None:
+        """A catalog written before fingerprints existed keeps its entries."""
+        path = tmp_path / "reelwatch.db"
+        with sqlite3.connect(path) as db:
+            db.executescript(_MIGRATIONS[0])
+            db.execute(
+                "INSERT INTO videos (path, root, size, mtime_ns, ctime_ns, inode, "
+                "device) VALUES (?, ?, 1, 2, 3, 4, 5)",
+                (b"/media/a.mkv", b"/media"),
+            )
+            db.execute("PRAGMA user_version = 1")
+        repo = SQLiteRepository(str(path))
+
+        await repo.open()
+        states = await repo.file_states("/media")
+        await repo.set_fingerprints([("/media/a.mkv", "ab" * 16)])
+        found = await repo.videos_with_fingerprint(1, "ab" * 16)
+        await repo.close()
+
+        assert list(states) == ["/media/a.mkv"]
+        assert states["/media/a.mkv"].fingerprint is None
+        assert [video.path for video in found] == ["/media/a.mkv"]
+
     async def test_newer_schema_is_refused(self, tmp_path: Path) -> None:
         path = tmp_path / "reelwatch.db"
         with sqlite3.connect(path) as db:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
         repo = SQLiteRepository(str(path))
 
-        with pytest.raises(StorageError, match="has schema version 2, but this"):
+        newer = SCHEMA_VERSION + 1
+        with pytest.raises(StorageError, match=f"has schema version {newer}, but this"):
             await repo.open()
 
     async def test_not_a_database_is_refused(self, tmp_path: Path) -> None:
@@ -472,6 +497,25 @@ class TestMoves:
         assert restored.id == gone.id
         assert newest is not None
         assert newest.id > max(gone.id, restored.id)
+
+    async def test_fingerprint_follows_moves_and_clears_on_write(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos([video("/media/a.mkv")])
+        await repository.set_fingerprints([("/media/a.mkv", "f1")])
+        (stored,) = await repository.videos_under("/media")
+        await repository.move_video(
+            "/media/a.mkv", msgspec.structs.replace(stored, path="/media/b.mkv")
+        )
+
+        moved = await repository.videos_with_fingerprint(100, "f1")
+        other_size = await repository.videos_with_fingerprint(101, "f1")
+        await repository.upsert_videos([video("/media/b.mkv", size=100)])
+        rewritten = await repository.videos_with_fingerprint(100, "f1")
+
+        assert [v.path for v in moved] == ["/media/b.mkv"]
+        assert other_size == []
+        assert rewritten == []
 
     async def test_videos_with_inodes_matches_device_and_inode(
         self, repository: Repository

@@ -189,6 +189,44 @@ class TestMoves:
         assert after.id != before.id
 
 
+async def test_file_from_another_device_keeps_id_by_fingerprint(
+    harness: Harness, library: Path, fake_core: FakeCore
+) -> None:
+    """A cross-device move is a copy and a delete: the new file has a new
+    device and inode, and the entry is found by size and content fingerprint."""
+    new = write_fake_video(library / "film.mp4")
+    [fingerprint] = await fake_core.fingerprint([str(new)])
+    assert fingerprint.digest is not None
+    gone = str(library / "old drive" / "film.mp4")
+    await harness.repository.upsert_videos(
+        [
+            Video(
+                id=0,
+                path=gone,
+                root=str(library),
+                size=new.stat().st_size,
+                mtime_ns=1,
+                device=new.stat().st_dev + 1,
+                inode=7,
+                duration_s=12.5,
+                complete=True,
+            )
+        ]
+    )
+    await harness.repository.set_fingerprints([(gone, fingerprint.digest)])
+    before = await harness.repository.get_video(gone)
+
+    result = await harness.scanner.scan(str(new))
+    after = await harness.repository.get_video(str(new))
+
+    assert result.moved == 1
+    assert result.probed == 0
+    assert await harness.paths() == [str(new)]
+    assert before is not None and after is not None
+    assert after.id == before.id
+    assert after.device == new.stat().st_dev
+
+
 async def test_empty_mount_point_marks_entries_offline(
     harness: Harness, library: Path
 ) -> None:

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import socket
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,6 +270,42 @@ def test_moves_across_and_out_of_roots(tmp_path: Path, tiny_clip: Path) -> None:
 
     assert video["id"] == ids[str(first / "a.mp4")]
     assert video["root"] == str(second)
+
+
+@pytest.fixture
+def other_device_dir(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than ``tmp_path``: a tmpfs in /dev/shm."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("/dev/shm is missing or on the same filesystem as the tests")
+    folder = Path(tempfile.mkdtemp(prefix="reelwatch-test-", dir=shm))
+    try:
+        yield folder.resolve()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_move_across_filesystems_keeps_id(
+    tmp_path: Path, root: Path, other_device_dir: Path, clip: Path
+) -> None:
+    """A move between roots on two filesystems is a copy and a delete; the
+    entry is recognised by its content fingerprint and keeps its id."""
+    source = root / "film.mp4"
+    shutil.copyfile(clip, source)
+    with running_daemon(tmp_path / "run", [root, other_device_dir]) as daemon:
+        daemon.wait_idle()
+        (before,) = daemon.videos()
+
+        shutil.move(source, other_device_dir / "film.mp4")
+        target = str(other_device_dir / "film.mp4")
+        wait_for_paths(daemon, [target], what="the moved file")
+        daemon.wait_idle()
+        (after,) = daemon.videos()
+
+    assert after["id"] == before["id"]
+    assert after["root"] == str(other_device_dir)
+    assert after["device"] != before["device"]
+    assert after["duration_s"] == before["duration_s"]
 
 
 def test_hard_links_are_separate_entries(

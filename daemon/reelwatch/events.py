@@ -437,6 +437,12 @@ class PublishingRepository:
     async def videos_with_inodes(self, keys: Sequence[tuple[int, int]]) -> list[Video]:
         return await self.inner.videos_with_inodes(keys)
 
+    async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
+        await self.inner.set_fingerprints(fingerprints)
+
+    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
+        return await self.inner.videos_with_fingerprint(size, fingerprint)
+
     async def move_video(self, old_path: str, video: Video) -> bool:
         before = await self.inner.get_video(old_path)
         moved = await self.inner.move_video(old_path, video)

@@ -37,7 +37,7 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _FINISHED_STATES = tuple(state.value for state in JobState if state.is_finished)
 _CURSOR_PREFIX = "p1."
@@ -55,6 +55,7 @@ class FileState(NamedTuple):
     device: int
     complete: bool | None
     error_kind: str | None
+    fingerprint: str | None = None
 
 
 class Repository(Protocol):
@@ -130,6 +131,17 @@ class Repository(Protocol):
         Entries keep their ``id``; ``root`` becomes their root. Entries already
         at or under ``new`` are replaced. Returns how many entries moved.
         """
+        ...
+
+    async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
+        """Store the content fingerprint (hex) of each ``(path, fingerprint)``.
+
+        Writing an entry with :meth:`upsert_videos` clears its fingerprint.
+        """
+        ...
+
+    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
+        """Return the entries with this size and content fingerprint."""
         ...
 
     async def restore_videos(self, videos: Sequence[Video]) -> None:
@@ -308,6 +320,12 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX jobs_status_id ON jobs (status, id);
     """,
+    # The partial-content digest (hex) of each file's last probe, which
+    # recognises a file moved to another filesystem.
+    """
+    ALTER TABLE videos ADD COLUMN fingerprint TEXT;
+    CREATE INDEX videos_fingerprint ON videos (fingerprint);
+    """,
 )
 
 # Column order of the videos table after "id" and "path"; the SQL below and
@@ -345,6 +363,7 @@ _VIDEO_UPSERT = (
     + ", ?" * len(_VIDEO_COLUMNS)
     + ") ON CONFLICT (path) DO UPDATE SET "
     + ", ".join(f"{column} = excluded.{column}" for column in _VIDEO_COLUMNS)
+    + ", fingerprint = NULL"
 )
 _JOB_COLUMNS = (
     "id, kind, path, status, priority, params, created_at, started_at, "
@@ -599,11 +618,13 @@ class SQLiteRepository:
         where, params = _under_clause(under)
         rows = await self._fetchall(
             "SELECT path, size, mtime_ns, ctime_ns, inode, device, complete, "
-            f"error_kind FROM videos WHERE {where}",
+            f"error_kind, fingerprint FROM videos WHERE {where}",
             params,
         )
         states = {}
-        for path, size, mtime_ns, ctime_ns, inode, device, complete, kind in rows:
+        for row in rows:
+            (path, size, mtime_ns, ctime_ns, inode, device) = row[:6]
+            (complete, kind, fingerprint) = row[6:]
             states[os.fsdecode(path)] = FileState(
                 size,
                 mtime_ns,
@@ -612,6 +633,7 @@ class SQLiteRepository:
                 _from_int64(device),
                 None if complete is None else bool(complete),
                 kind,
+                fingerprint,
             )
         return states
 
@@ -729,6 +751,21 @@ class SQLiteRepository:
         )
         await self._write(statements)
         return len(renames)
+
+    async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
+        await self._write(
+            (
+                "UPDATE videos SET fingerprint = ? WHERE path = ?",
+                (fingerprint, _encode_path(path)),
+            )
+            for path, fingerprint in sorted(fingerprints)
+        )
+
+    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
+        rows = await self._fetchall(
+            f"{_VIDEO_SELECT} WHERE fingerprint = ? AND size = ?", (fingerprint, size)
+        )
+        return [_video_from_row(row) for row in rows]
 
     async def restore_videos(self, videos: Sequence[Video]) -> None:
         ordered = sorted(videos, key=lambda video: _encode_path(video.path))
@@ -910,6 +947,8 @@ class MemoryRepository:
 
     def __init__(self) -> None:
         self._videos: dict[bytes, Video] = {}
+        # By video id, which a move keeps.
+        self._fingerprints: dict[int, str] = {}
         self._jobs: dict[int, Job] = {}
         self._next_video_id = 1
         self._next_job_id = 1
@@ -947,6 +986,7 @@ class MemoryRepository:
                 video.device,
                 video.complete,
                 video.error_kind,
+                self._fingerprints.get(video.id),
             )
         return states
 
@@ -960,6 +1000,7 @@ class MemoryRepository:
                 self._next_video_id += 1
             else:
                 video_id = existing.id
+            self._fingerprints.pop(video_id, None)
             self._videos[key] = msgspec.structs.replace(video, id=video_id)
 
     async def delete_videos(self, paths: Sequence[str]) -> int:
@@ -1026,9 +1067,25 @@ class MemoryRepository:
             )
         return len(moving)
 
+    async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
+        self._check_open()
+        for path, fingerprint in fingerprints:
+            video = self._videos.get(_encode_path(path))
+            if video is not None:
+                self._fingerprints[video.id] = fingerprint
+
+    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
+        self._check_open()
+        return [
+            video
+            for _, video in sorted(self._videos.items())
+            if video.size == size and self._fingerprints.get(video.id) == fingerprint
+        ]
+
     async def restore_videos(self, videos: Sequence[Video]) -> None:
         self._check_open()
         for video in videos:
+            self._fingerprints.pop(video.id, None)
             self._videos[_encode_path(video.path)] = video
             self._next_video_id = max(self._next_video_id, video.id + 1)
 

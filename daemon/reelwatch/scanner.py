@@ -25,7 +25,15 @@ import fnmatch
 import os
 import stat
 import time
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from collections.abc import (
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import anyio
@@ -104,6 +112,21 @@ class ScanResult(msgspec.Struct, kw_only=True):
         self.error_count += 1
         if len(self.errors) < _MAX_ERRORS_IN_RESULT:
             self.errors.append(error)
+
+
+@dataclass
+class _Moves:
+    """The progress of one scan's move detection."""
+
+    root: str
+    on_disk: set[str]
+    known: dict[str, FileState]
+    result: ScanResult
+    # Entries given to a new path, by id; each is taken at most once.
+    claimed: set[int] = field(default_factory=set)
+    adopted_paths: set[str] = field(default_factory=set)
+    # Adopted paths whose entry had an error or was incomplete.
+    reprobe: set[str] = field(default_factory=set)
 
 
 class _Identity(NamedTuple):
@@ -204,12 +227,20 @@ class RemovedEntries:
         self._window_s = window_s
         self._by_id: dict[int, tuple[float, Video]] = {}
         self._ids_by_key: dict[tuple[int, int], set[int]] = {}
+        self._ids_by_content: dict[tuple[int, str], set[int]] = {}
+        self._content_of: dict[int, tuple[int, str]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
 
-    def add(self, videos: Iterable[Video]) -> None:
-        """Remember deleted entries until the window ends."""
+    def add(
+        self, videos: Iterable[Video], fingerprints: Mapping[int, str] | None = None
+    ) -> None:
+        """Remember deleted entries until the window ends.
+
+        ``fingerprints`` maps entry ids to their content fingerprints, which
+        find a file moved to another filesystem.
+        """
         self.prune()
         expires = anyio.current_time() + self._window_s
         for video in videos:
@@ -218,12 +249,24 @@ class RemovedEntries:
             self._ids_by_key.setdefault((video.device, video.inode), set()).add(
                 video.id
             )
+            fingerprint = (fingerprints or {}).get(video.id)
+            if fingerprint is not None:
+                content = (video.size, fingerprint)
+                self._content_of[video.id] = content
+                self._ids_by_content.setdefault(content, set()).add(video.id)
 
     def candidates(self, key: tuple[int, int]) -> list[Video]:
         """Return the remembered entries with this ``(device, inode)``."""
+        return self._live(self._ids_by_key.get(key, set()))
+
+    def with_content(self, size: int, fingerprint: str) -> list[Video]:
+        """Return the remembered entries with this size and content fingerprint."""
+        return self._live(self._ids_by_content.get((size, fingerprint), set()))
+
+    def _live(self, ids: set[int]) -> list[Video]:
         now = anyio.current_time()
         found = []
-        for video_id in sorted(self._ids_by_key.get(key, ())):
+        for video_id in sorted(ids):
             expires, video = self._by_id[video_id]
             if expires > now:
                 found.append(video)
@@ -239,6 +282,12 @@ class RemovedEntries:
         ids.discard(video_id)
         if not ids:
             del self._ids_by_key[key]
+        content = self._content_of.pop(video_id, None)
+        if content is not None:
+            same_content = self._ids_by_content[content]
+            same_content.discard(video_id)
+            if not same_content:
+                del self._ids_by_content[content]
 
     def prune(self) -> None:
         """Forget every entry whose window has ended."""
@@ -352,16 +401,18 @@ class Scanner:
             return
         # Remembered before the delete, so that a concurrent scan of the new
         # place finds each entry in the catalog or here.
-        self._removed.add(await self._repository.videos_under(path))
+        states = await self._repository.file_states(path)
+        videos = await self._repository.videos_under(path)
+        self._removed.add(videos, _fingerprints_by_id(videos, states))
         result.removed = await self._repository.delete_videos_under(path)
 
-    async def _delete(self, paths: Sequence[str]) -> int:
+    async def _delete(self, paths: Sequence[str], known: dict[str, FileState]) -> int:
         videos = [
             video
             for video in [await self._repository.get_video(path) for path in paths]
             if video is not None
         ]
-        self._removed.add(videos)
+        self._removed.add(videos, _fingerprints_by_id(videos, known))
         return await self._repository.delete_videos(paths)
 
     async def _walk(self, path: str, recursive: bool) -> WalkResult:
@@ -409,10 +460,16 @@ class Scanner:
         on_disk = {entry.path for entry in walk.files}
         to_probe = self._select_for_probe(walk.files, known, result)
         new_files = [entry for entry in to_probe if entry.path not in known]
+        # Content fingerprints computed during this scan, by path.
+        digests: dict[str, str] = {}
         if new_files:
-            adopted = await self._adopt_moved(root, new_files, on_disk, known, result)
-            to_probe = [entry for entry in to_probe if entry.path not in adopted]
-        await self._probe_all(root, to_probe, known, result, context)
+            moves = _Moves(root, on_disk, known, result)
+            await self._adopt_moved(new_files, moves)
+            unmatched = [e for e in new_files if e.path not in moves.adopted_paths]
+            await self._adopt_copied(unmatched, moves, digests)
+            done = moves.adopted_paths - moves.reprobe
+            to_probe = [entry for entry in to_probe if entry.path not in done]
+        await self._probe_all(root, to_probe, known, result, context, digests)
 
         deleted = [
             known_path
@@ -428,7 +485,7 @@ class Scanner:
             )
             return
         if deleted:
-            result.removed += await self._delete(deleted)
+            result.removed += await self._delete(deleted, known)
         if path == root and not walk.errors:
             await self._repository.set_offline(root, False)
 
@@ -442,35 +499,25 @@ class Scanner:
         device = await anyio.to_thread.run_sync(_device_of, path)
         return device is not None and all(s.device != device for s in known.values())
 
-    async def _adopt_moved(
-        self,
-        root: str,
-        new_files: Sequence[WalkEntry],
-        on_disk: set[str],
-        known: dict[str, FileState],
-        result: ScanResult,
-    ) -> set[str]:
-        """Move the entries of files that now have another path; return the paths done.
+    async def _adopt_moved(self, new_files: Sequence[WalkEntry], moves: _Moves) -> None:
+        """Give new paths the entries of the same files under an old path.
 
         A candidate is an entry with the same device, inode, size and mtime
         whose own path no longer has that inode. When another cataloged
         path still has the inode (a hard link), the new path gets its own
-        entry instead. A moved entry whose probe was complete and without
-        error needs no new probe; the others are moved, then probed again.
+        entry instead.
         """
         keys = [(entry.device, entry.inode) for entry in new_files]
         stored = await self._repository.videos_with_inodes(keys)
         by_key: dict[tuple[int, int], list[Video]] = {}
         for video in stored:
-            if video.path not in on_disk:
+            if video.path not in moves.on_disk:
                 by_key.setdefault((video.device, video.inode), []).append(video)
         live_elsewhere = await anyio.to_thread.run_sync(
             _paths_holding_inode,
             [(video.path, video.device, video.inode) for video in stored],
         )
 
-        adopted: set[str] = set()
-        claimed: set[int] = set()
         for entry in new_files:
             key = (entry.device, entry.inode)
             cataloged = [v for v in stored if (v.device, v.inode) == key]
@@ -481,33 +528,90 @@ class Scanner:
             candidates = [
                 video
                 for video in by_key.get(key, []) + self._removed.candidates(key)
-                if video.id not in claimed
+                if video.id not in moves.claimed
                 and video.size == entry.size
                 and video.mtime_ns == entry.mtime_ns
             ]
-            if not candidates:
+            if candidates:
+                await self._take_over(_closest(candidates, entry), entry, moves)
+
+    async def _adopt_copied(
+        self,
+        new_files: Sequence[WalkEntry],
+        moves: _Moves,
+        digests: dict[str, str],
+    ) -> None:
+        """Give new paths the entries of files with the same content that are gone.
+
+        A move to another filesystem copies the file and deletes the
+        original, so the inode changes. A new file whose size and content
+        fingerprint equal those of an entry on another device, whose path no
+        longer exists, takes that entry over.
+        """
+        sized = [entry for entry in new_files if entry.size > 0]
+        if not sized:
+            return
+        for fingerprint in await self._core.fingerprint([e.path for e in sized]):
+            if fingerprint.digest is not None:
+                digests[fingerprint.path] = fingerprint.digest
+
+        for entry in sized:
+            digest = digests.get(entry.path)
+            if digest is None:
                 continue
-            name = os.path.basename(entry.path)
-            old = min(
-                candidates,
-                key=lambda v: (os.path.basename(v.path) != name, v.path),
+            stored = [
+                video
+                for video in await self._repository.videos_with_fingerprint(
+                    entry.size, digest
+                )
+                if video.path not in moves.on_disk and video.path != entry.path
+            ]
+            exists = await anyio.to_thread.run_sync(
+                _existing_paths, [video.path for video in stored]
             )
-            claimed.add(old.id)
-            moved = msgspec.structs.replace(
-                old, path=entry.path, root=root, ctime_ns=entry.ctime_ns, offline=False
-            )
-            # The old entry may be deleted by a concurrent scan of its old
-            # place after it was read; it is then restored from memory.
-            self._removed.claim(old.id)
-            if not await self._repository.move_video(old.path, moved):
-                await self._repository.restore_videos([moved])
-            log.info("file_moved", old_path=old.path, path=entry.path, video_id=old.id)
-            result.moved += 1
-            if old.error_kind is None and old.complete is not False:
-                adopted.add(entry.path)
-            else:
-                known[entry.path] = _state_of(moved)
-        return adopted
+            # On one filesystem a move keeps the inode, so equal content
+            # there is a copy, not a move.
+            candidates = [
+                video
+                for video in stored + self._removed.with_content(entry.size, digest)
+                if video.id not in moves.claimed
+                and video.path not in exists
+                and video.device != entry.device
+            ]
+            if candidates:
+                old = _closest(candidates, entry)
+                await self._take_over(old, entry, moves)
+                await self._repository.set_fingerprints([(entry.path, digest)])
+
+    async def _take_over(self, old: Video, entry: WalkEntry, moves: _Moves) -> None:
+        """Move the entry ``old`` to the file ``entry``, keeping its ``id``.
+
+        An entry whose probe was complete and without error keeps its media
+        fields and needs no new probe; the others are probed again.
+        """
+        moves.claimed.add(old.id)
+        moved = msgspec.structs.replace(
+            old,
+            path=entry.path,
+            root=moves.root,
+            size=entry.size,
+            mtime_ns=entry.mtime_ns,
+            ctime_ns=entry.ctime_ns,
+            inode=entry.inode,
+            device=entry.device,
+            offline=False,
+        )
+        # The old entry may be deleted by a concurrent scan of its old
+        # place after it was read; it is then restored from memory.
+        self._removed.claim(old.id)
+        if not await self._repository.move_video(old.path, moved):
+            await self._repository.restore_videos([moved])
+        log.info("file_moved", old_path=old.path, path=entry.path, video_id=old.id)
+        moves.result.moved += 1
+        moves.adopted_paths.add(entry.path)
+        if old.error_kind is not None or old.complete is False:
+            moves.reprobe.add(entry.path)
+            moves.known[entry.path] = _state_of(moved)
 
     def _select_for_probe(
         self,
@@ -536,6 +640,7 @@ class Scanner:
         known: dict[str, FileState],
         result: ScanResult,
         context: JobContext | None,
+        digests: dict[str, str],
     ) -> None:
         batch_size = self._config.scan.probe_batch_size
         done = 0
@@ -546,10 +651,13 @@ class Scanner:
             chunk = entries[start : start + batch_size]
             batch = await self._claim_batch(chunk, known, result)
             try:
-                videos = await self._probe_batch(root, batch, known, result)
+                videos = await self._probe_batch(root, batch, known, result, digests)
                 # A reload may have removed the root while the batch ran.
                 if videos and root in self._roots:
                     await self._repository.upsert_videos(videos)
+                    await self._repository.set_fingerprints(
+                        [(v.path, digests[v.path]) for v in videos if v.path in digests]
+                    )
             finally:
                 self._in_flight.difference_update(batch)
             done += len(chunk)
@@ -622,8 +730,12 @@ class Scanner:
         paths: list[str],
         known: dict[str, FileState],
         result: ScanResult,
+        digests: dict[str, str],
     ) -> list[Video]:
-        """Probe one batch and return the entries to write; count everything else."""
+        """Probe one batch and return the entries to write; count everything else.
+
+        The content fingerprint of each probed file is added to ``digests``.
+        """
         settle_s = self._config.scan.settle_s
         before = await anyio.to_thread.run_sync(_stat_identities, paths, self._roots)
 
@@ -646,6 +758,12 @@ class Scanner:
         )
         result.probed += len(settled)
         self.probes_total += len(settled)
+        # Read between the two stats, so a file changing meanwhile is caught.
+        for fingerprint in await self._core.fingerprint([p for p, _ in settled]):
+            if fingerprint.digest is None:
+                digests.pop(fingerprint.path, None)
+            else:
+                digests[fingerprint.path] = fingerprint.digest
         after = await anyio.to_thread.run_sync(
             _stat_identities, [path for path, _ in settled], self._roots
         )
@@ -781,6 +899,27 @@ def _state_of(video: Video) -> FileState:
         video.complete,
         video.error_kind,
     )
+
+
+def _closest(candidates: Sequence[Video], entry: WalkEntry) -> Video:
+    """Prefer the candidate with the same file name, then the first by path."""
+    name = os.path.basename(entry.path)
+    return min(candidates, key=lambda v: (os.path.basename(v.path) != name, v.path))
+
+
+def _existing_paths(paths: Sequence[str]) -> set[str]:
+    return {path for path in paths if os.path.lexists(path)}
+
+
+def _fingerprints_by_id(
+    videos: Sequence[Video], states: Mapping[str, FileState]
+) -> dict[int, str]:
+    fingerprints = {}
+    for video in videos:
+        state = states.get(video.path)
+        if state is not None and state.fingerprint is not None:
+            fingerprints[video.id] = state.fingerprint
+    return fingerprints
 
 
 def _paths_holding_inode(entries: Sequence[tuple[str, int, int]]) -> set[str]:
