@@ -357,6 +357,91 @@ mod tests {
     }
 
     #[test]
+    fn socket_and_file_as_folder_are_rejected() {
+        let dir = temp_dir("socket");
+        let socket = dir.join("control.mkv");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let file = dir.join("clip.mp4");
+        File::create(&file).unwrap().write_all(b"data").unwrap();
+
+        let socket_err = probe_file(&socket, None).result.unwrap_err();
+        let below_file_err = probe_file(&file.join("inner.mp4"), None)
+            .result
+            .unwrap_err();
+
+        assert_eq!(socket_err.kind(), ErrorKind::NotAFile);
+        assert!(socket_err.message().contains("socket"), "{socket_err}");
+        assert_eq!(below_file_err.kind(), ErrorKind::NotFound);
+        assert!(
+            below_file_err.message().contains("not a directory"),
+            "{below_file_err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn probe_many_keeps_input_order_on_a_pool() {
+        let dir = temp_dir("many");
+        let text = dir.join("notes.mp4");
+        File::create(&text)
+            .unwrap()
+            .write_all(b"plain text")
+            .unwrap();
+        let empty = dir.join("empty.mkv");
+        File::create(&empty).unwrap();
+        let missing = dir.join("missing.avi");
+        let paths = vec![text, empty, missing];
+
+        let outcomes = probe_many(&paths, Some(std::slice::from_ref(&dir)), 2);
+
+        let kinds: Vec<ErrorKind> = outcomes
+            .iter()
+            .map(|outcome| outcome.result.as_ref().unwrap_err().kind())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ErrorKind::Unsupported,
+                ErrorKind::Empty,
+                ErrorKind::NotFound
+            ]
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn buffered_file_seeks_and_reads_large_blocks() {
+        let dir = temp_dir("buffered");
+        let path = dir.join("data.bin");
+        let data: Vec<u8> = (0..3 * BUFFER_SIZE)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        File::create(&path).unwrap().write_all(&data).unwrap();
+        let counter = Rc::new(Cell::new(0));
+        let mut source = BufferedFile::new(File::open(&path).unwrap(), data.len() as u64, counter);
+
+        let block = i64::try_from(BUFFER_SIZE).unwrap();
+        let mut large = vec![0; BUFFER_SIZE];
+        source.seek(SeekFrom::End(-block)).unwrap();
+        source.read_exact(&mut large).unwrap();
+        let mut small = [0; 4];
+        source.seek(SeekFrom::Current(-8)).unwrap();
+        source.read_exact(&mut small).unwrap();
+        let before_start = source.seek(SeekFrom::Current(-4 * block));
+
+        assert_eq!(large, data[2 * BUFFER_SIZE..]);
+        assert_eq!(small, data[data.len() - 8..data.len() - 4]);
+        assert_eq!(
+            before_start.unwrap_err().kind(),
+            io::ErrorKind::InvalidInput
+        );
+        assert_eq!(source.read(&mut small).unwrap(), 4);
+        source.seek(SeekFrom::Start(data.len() as u64)).unwrap();
+        assert_eq!(source.read(&mut small).unwrap(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn missing_file_is_not_found() {
         let outcome = probe_file(Path::new("/nonexistent/reelwatch/a.mp4"), None);
         assert_eq!(outcome.result.unwrap_err().kind(), ErrorKind::NotFound);

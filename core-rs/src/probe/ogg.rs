@@ -465,6 +465,80 @@ mod tests {
     }
 
     #[test]
+    fn vp8_header_gives_size_rate_and_clock() {
+        let mut packet = b"OVP80\x01\x01\x00".to_vec();
+        packet.extend_from_slice(&[0x01, 0x40, 0x00, 0xB4]); // 320x180
+        packet.extend_from_slice(&[0; 6]); // aspect ratio
+        packet.extend_from_slice(&30000u32.to_be_bytes());
+        packet.extend_from_slice(&1001u32.to_be_bytes());
+
+        let stream = identify(7, &packet, 0).unwrap();
+
+        assert_eq!(stream.kind, Kind::Video);
+        assert_eq!(stream.codec, Some("vp8"));
+        assert_eq!((stream.width, stream.height), (Some(320), Some(180)));
+        assert_eq!(stream.frame_rate, Rational::new(30000, 1001));
+        // A VP8 granule keeps the frame count in its upper 32 bits.
+        let seconds = stream.seconds(30_000 << 32).unwrap();
+        assert!((seconds - 1001.0).abs() < 1e-9, "{seconds}");
+    }
+
+    #[test]
+    fn audio_headers_give_codec_channels_and_rate() {
+        let mut opus = b"OpusHead\x01\x02".to_vec();
+        opus.extend_from_slice(&312u16.to_le_bytes()); // pre-skip
+        opus.extend_from_slice(&44_100u32.to_le_bytes()); // input rate
+        opus.extend_from_slice(&[0, 0, 0]);
+        let mut flac = b"\x7FFLAC\x01\x00\x00\x01fLaC\x00\x00\x00\x22".to_vec();
+        let mut streaminfo = [0u8; 18];
+        // 48 kHz (0x0BB80 in 20 bits), 6 channels (5 in 3 bits), 16 bits.
+        streaminfo[10..13].copy_from_slice(&[0x0B, 0xB8, 0x0A]);
+        flac.extend_from_slice(&streaminfo);
+        let mut speex = b"Speex   ".to_vec();
+        speex.resize(36, 0);
+        speex.extend_from_slice(&16_000u32.to_le_bytes());
+        speex.resize(48, 0);
+        speex.extend_from_slice(&1u32.to_le_bytes());
+        let cases = [
+            (opus, "opus", 2, 48_000),
+            (flac, "flac", 6, 48_000),
+            (speex, "speex", 1, 16_000),
+        ];
+        for (packet, codec, channels, rate) in cases {
+            let stream = identify(1, &packet, 0).unwrap();
+
+            assert_eq!(stream.kind, Kind::Audio, "{codec}");
+            assert_eq!(stream.codec, Some(codec));
+            assert_eq!(stream.channels, Some(channels), "{codec}");
+            assert_eq!(stream.sample_rate, Some(rate), "{codec}");
+        }
+    }
+
+    #[test]
+    fn other_headers_set_the_kind_only() {
+        let cases: [(&[u8], Kind, Option<&str>); 4] = [
+            (b"\x80kate\0\0\0rest", Kind::Subtitle, Some("kate")),
+            (b"BBCD\0rest", Kind::Video, Some("dirac")),
+            (b"\x01video\0\0\0XVID", Kind::Video, None),
+            (b"unknown", Kind::Other, None),
+        ];
+        for (packet, kind, codec) in cases {
+            let stream = identify(1, packet, 0).unwrap();
+
+            assert_eq!(stream.kind, kind);
+            assert_eq!(stream.codec, codec);
+        }
+    }
+
+    #[test]
+    fn short_codec_header_is_corrupt() {
+        let err = identify(1, b"OpusHead\x01", 4096).unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("offset 4096"), "{err}");
+    }
+
+    #[test]
     fn hand_built_ogg_reads_streams_and_duration() {
         let info = probe_bytes(sample()).unwrap();
 

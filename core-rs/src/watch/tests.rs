@@ -187,3 +187,95 @@ fn kernel_queue_overflow_is_reported_as_rescan() {
         seen.len()
     );
 }
+
+#[test]
+fn kinds_and_states_have_stable_names() {
+    let names: Vec<&str> = ChangeKind::ALL.iter().map(|kind| kind.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "created",
+            "modified",
+            "closed_write",
+            "removed",
+            "renamed",
+            "rescan",
+            "watch_error",
+            "root_missing",
+            "unmounted",
+        ]
+    );
+    assert_eq!(RootState::Watching.as_str(), "watching");
+    assert_eq!(RootState::Polling.as_str(), "polling");
+    assert_eq!(RootState::Missing.as_str(), "missing");
+    assert_eq!(RootState::Error.as_str(), "error");
+}
+
+#[test]
+fn invalid_settings_are_rejected() {
+    let no_roots = WatcherBuilder::new(Vec::<PathBuf>::new())
+        .build()
+        .unwrap_err();
+    assert!(no_roots.message().contains("no roots"), "{no_roots}");
+
+    let parent = WatcherBuilder::new(["/media/../etc"]).build().unwrap_err();
+    assert!(parent.message().contains("'..'"), "{parent}");
+
+    let zero_step = WatcherBuilder::new(["/media"])
+        .step(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        zero_step
+            .message()
+            .contains("step must be greater than zero"),
+        "{zero_step}"
+    );
+
+    let zero_pending = WatcherBuilder::new(["/media"])
+        .max_pending(0)
+        .build()
+        .unwrap_err();
+    assert!(
+        zero_pending.message().contains("max pending"),
+        "{zero_pending}"
+    );
+}
+
+#[test]
+fn file_as_root_is_an_error_state() {
+    let dir = TempDir::new();
+    let file = dir.0.join("not-a-folder.mkv");
+    fs::write(&file, b"x").unwrap();
+
+    let watcher = builder(&file).build().unwrap();
+
+    let root = &watcher.roots()[0];
+    assert_eq!(root.state, RootState::Error);
+    assert_eq!(root.message.as_deref(), Some("the root is not a folder"));
+}
+
+#[test]
+fn forced_polling_reports_new_files() {
+    let dir = TempDir::new();
+    let watcher = builder(&dir.0).force_polling(true).build().unwrap();
+    assert_eq!(watcher.roots()[0].state, RootState::Polling);
+
+    let file = dir.0.join("polled.mkv");
+    fs::write(&file, b"x").unwrap();
+    let seen = collect_until(&watcher, |seen| has(seen, ChangeKind::Created, &file));
+
+    assert!(has(&seen, ChangeKind::Created, &file), "{seen:?}");
+}
+
+#[test]
+fn closed_watcher_reports_closed() {
+    let dir = TempDir::new();
+    let watcher = builder(&dir.0).build().unwrap();
+    assert!(!watcher.is_closed());
+
+    watcher.close();
+
+    assert!(watcher.is_closed());
+    assert!(format!("{watcher:?}").contains("Watcher"));
+}
