@@ -1022,6 +1022,20 @@ mod tests {
         matrix: [i32; 4],
         more_stbl: &[u8],
     ) -> Vec<u8> {
+        let entry = avc1_entry(640, 360);
+        video_trak_entry(id, timescale, samples, delta, matrix, &entry, more_stbl)
+    }
+
+    /// A video track with `entry` (a whole box) as its sample description.
+    fn video_trak_entry(
+        id: u32,
+        timescale: u32,
+        samples: u32,
+        delta: u32,
+        matrix: [i32; 4],
+        entry: &[u8],
+        more_stbl: &[u8],
+    ) -> Vec<u8> {
         let mut mdhd = vec![0; 8];
         mdhd.extend_from_slice(&timescale.to_be_bytes());
         mdhd.extend_from_slice(&(samples * delta).to_be_bytes());
@@ -1030,7 +1044,7 @@ mod tests {
         hdlr.extend_from_slice(b"vide");
         hdlr.extend_from_slice(&[0; 13]);
         let mut stsd = 1u32.to_be_bytes().to_vec();
-        stsd.extend(avc1_entry(640, 360));
+        stsd.extend_from_slice(entry);
         let mut stts = 1u32.to_be_bytes().to_vec();
         stts.extend_from_slice(&samples.to_be_bytes());
         stts.extend_from_slice(&delta.to_be_bytes());
@@ -1270,6 +1284,198 @@ mod tests {
         let info = probe_bytes(file).unwrap();
 
         assert_eq!(info.duration_s, Some(1.001));
+    }
+
+    /// A sound track whose sample description holds `entry` (a whole box).
+    fn audio_trak(entry: Vec<u8>) -> Vec<u8> {
+        let mut mdhd = vec![0; 8];
+        mdhd.extend_from_slice(&48_000u32.to_be_bytes());
+        mdhd.extend_from_slice(&96_000u32.to_be_bytes());
+        mdhd.extend_from_slice(&[0; 4]);
+        let mut hdlr = vec![0; 4];
+        hdlr.extend_from_slice(b"soun");
+        hdlr.extend_from_slice(&[0; 13]);
+        let mut stsd = 1u32.to_be_bytes().to_vec();
+        stsd.extend(entry);
+        let stbl = boxed(*b"stbl", &boxed(*b"stsd", &full(0, &stsd)));
+        let mdia = [
+            boxed(*b"mdhd", &full(0, &mdhd)),
+            boxed(*b"hdlr", &full(0, &hdlr)),
+            boxed(*b"minf", &stbl),
+        ]
+        .concat();
+        boxed(
+            *b"trak",
+            &[tkhd(2, IDENTITY), boxed(*b"mdia", &mdia)].concat(),
+        )
+    }
+
+    /// An audio sample entry of sound description `version` with `extra`
+    /// after the fixed fields (version-specific fields, then child boxes).
+    fn audio_entry(
+        kind: [u8; 4],
+        version: u16,
+        channels: u16,
+        sample_size: u16,
+        rate: u32,
+        extra: &[u8],
+    ) -> Vec<u8> {
+        let mut entry = vec![0; 8];
+        entry.extend_from_slice(&version.to_be_bytes());
+        entry.extend_from_slice(&[0; 6]);
+        entry.extend_from_slice(&channels.to_be_bytes());
+        entry.extend_from_slice(&sample_size.to_be_bytes());
+        entry.extend_from_slice(&[0; 4]);
+        entry.extend_from_slice(&(rate << 16).to_be_bytes());
+        entry.extend_from_slice(extra);
+        boxed(kind, &entry)
+    }
+
+    /// An `esds` box for `object_type` with `config` as decoder specific info.
+    fn esds(object_type: u8, config: &[u8]) -> Vec<u8> {
+        let config_len = u8::try_from(config.len()).unwrap();
+        let mut decoder = vec![0x04, 13 + 2 + config_len, object_type];
+        decoder.extend_from_slice(&[0; 12]);
+        decoder.extend_from_slice(&[0x05, config_len]);
+        decoder.extend_from_slice(config);
+        // ES_ID, then flags with a dependsOn ES_ID, a URL and an OCR ES_ID.
+        let mut es = vec![0, 1, 0xE0, 0, 2, 3, b'u', b'r', b'l', 0, 3];
+        es.extend(decoder);
+        // A two-byte length (0x80 continues it), as some muxers write.
+        let mut body = vec![0x03, 0x80, u8::try_from(es.len()).unwrap()];
+        body.extend(es);
+        boxed(*b"esds", &full(0, &body))
+    }
+
+    fn audio_info(entry: Vec<u8>) -> MediaInfo {
+        let moov = boxed(*b"moov", &[mvhd(1000, 2000), audio_trak(entry)].concat());
+        probe_bytes([ftyp(*b"isom"), moov].concat()).unwrap()
+    }
+
+    #[test]
+    fn aac_config_in_esds_sets_rate_and_channels() {
+        // AudioSpecificConfig: AAC LC, 44.1 kHz, stereo.
+        let entry = audio_entry(*b"mp4a", 0, 1, 16, 22_050, &esds(0x40, &[0x12, 0x10]));
+
+        let info = audio_info(entry);
+
+        assert_eq!(info.audio_codec.as_deref(), Some("aac"));
+        assert_eq!(info.audio_channels, Some(2));
+        assert_eq!(info.audio_sample_rate, Some(44_100));
+        assert_eq!(info.audio_streams, 1);
+    }
+
+    #[test]
+    fn quicktime_sound_versions_give_codec_and_rate() {
+        // Version 1 adds four 32-bit fields before the child boxes.
+        let v1 = audio_entry(*b"twos", 1, 2, 16, 32_000, &[0; 16]);
+        // Version 2 stores the rate as a float and the channel count again,
+        // and a `wave/enda` flag makes `lpcm` little-endian.
+        let mut v2_fields = vec![0; 4];
+        v2_fields.extend_from_slice(&96_000f64.to_bits().to_be_bytes());
+        v2_fields.extend_from_slice(&6u32.to_be_bytes());
+        v2_fields.extend_from_slice(&[0; 20]);
+        v2_fields.extend(boxed(*b"wave", &boxed(*b"enda", &[0, 1])));
+        let v2 = audio_entry(*b"lpcm", 2, 3, 16, 1, &v2_fields);
+        let cases = [
+            (v1, "pcm_s16be", 2, 32_000),
+            (v2, "pcm_s16le", 6, 96_000),
+            (
+                audio_entry(*b"Opus", 0, 2, 16, 44_100, &[]),
+                "opus",
+                2,
+                48_000,
+            ),
+            (
+                audio_entry(*b"samr", 0, 2, 16, 44_100, &[]),
+                "amr_nb",
+                1,
+                8_000,
+            ),
+            (
+                audio_entry(*b"sawb", 0, 2, 16, 44_100, &[]),
+                "amr_wb",
+                1,
+                16_000,
+            ),
+        ];
+        for (entry, codec, channels, rate) in cases {
+            let info = audio_info(entry);
+
+            assert_eq!(info.audio_codec.as_deref(), Some(codec));
+            assert_eq!(info.audio_channels, Some(channels), "{codec}");
+            assert_eq!(info.audio_sample_rate, Some(rate), "{codec}");
+        }
+    }
+
+    #[test]
+    fn encrypted_entries_name_the_original_codec() {
+        let sinf = boxed(*b"sinf", &boxed(*b"frma", b"mp4a"));
+        let audio = audio_entry(*b"enca", 0, 2, 16, 48_000, &sinf);
+        assert_eq!(audio_info(audio).audio_codec.as_deref(), Some("aac"));
+
+        let mut entry = vec![0; 24];
+        entry.extend_from_slice(&320u16.to_be_bytes());
+        entry.extend_from_slice(&240u16.to_be_bytes());
+        entry.extend_from_slice(&[0; 50]);
+        entry.extend(boxed(*b"sinf", &boxed(*b"frma", b"hvc1")));
+        entry.extend(boxed(*b"hvcC", &[1, 0x02]));
+        let trak = video_trak_entry(1, 30000, 30, 1001, IDENTITY, &boxed(*b"encv", &entry), &[]);
+        let moov = boxed(*b"moov", &[mvhd(1000, 1001), trak].concat());
+
+        let info = probe_bytes([ftyp(*b"isom"), moov].concat()).unwrap();
+
+        assert_eq!(info.video_codec.as_deref(), Some("hevc"));
+        assert_eq!(info.video_profile.as_deref(), Some("Main 10"));
+        assert_eq!((info.width, info.height), (Some(320), Some(240)));
+    }
+
+    #[test]
+    fn version_1_headers_and_64_bit_sizes_are_read() {
+        let mut mvhd_body = vec![0; 16];
+        mvhd_body.extend_from_slice(&1000u32.to_be_bytes());
+        mvhd_body.extend_from_slice(&2500u64.to_be_bytes());
+        mvhd_body.extend_from_slice(&[0; 80]);
+        let mvhd = boxed(*b"mvhd", &full(0x0100_0000, &mvhd_body));
+        let moov = boxed(
+            *b"moov",
+            &[mvhd, video_trak(1, 30000, 30, 1001, IDENTITY)].concat(),
+        );
+        // A `free` box with a 64-bit size, and an `mdat` whose size 0 runs to the end.
+        let mut large = 1u32.to_be_bytes().to_vec();
+        large.extend_from_slice(b"free");
+        large.extend_from_slice(&24u64.to_be_bytes());
+        large.extend_from_slice(&[0; 8]);
+        let mdat = [&0u32.to_be_bytes()[..], b"mdat", &[0; 32]].concat();
+
+        let info = probe_bytes([ftyp(*b"isom"), large, moov, mdat].concat()).unwrap();
+
+        assert_eq!(info.duration_s, Some(2.5));
+        assert!(info.complete);
+    }
+
+    #[test]
+    fn movie_extends_header_gives_duration_without_fragments() {
+        let mut mehd = vec![0; 4];
+        mehd.extend_from_slice(&4000u32.to_be_bytes());
+        let mvex = boxed(*b"mvex", &boxed(*b"mehd", &mehd));
+        let trak = video_trak(1, 90000, 0, 3000, IDENTITY);
+        let moov = boxed(*b"moov", &[mvhd(1000, 0), trak, mvex].concat());
+
+        let info = probe_bytes([ftyp(*b"iso5"), moov].concat()).unwrap();
+
+        assert_eq!(info.duration_s, Some(4.0));
+        assert_eq!(info.frame_rate, None);
+    }
+
+    #[test]
+    fn moov_without_mvhd_is_corrupt() {
+        let moov = boxed(*b"moov", &video_trak(1, 30000, 30, 1001, IDENTITY));
+
+        let err = probe_bytes([ftyp(*b"isom"), moov].concat()).unwrap_err();
+
+        assert_eq!(err.kind(), ErrorKind::Corrupt);
+        assert!(err.message().contains("no valid mvhd"), "{err}");
     }
 
     #[test]
