@@ -711,6 +711,100 @@ mod tests {
     }
 
     #[test]
+    fn h264_444_sps_with_scaling_lists_parses() {
+        // SPS written by x264 for a 64x48 4:4:4 clip at 50 fps with the JVT
+        // quantisation matrices (`-x264-params cqm=jvt`).
+        let sps = [
+            0xF4, 0x00, 0x0A, 0x91, 0x9B, 0x28, 0x8F, 0x60, 0x22, 0x00, 0x00, 0x03, 0x00, 0x02,
+            0x00, 0x00, 0x03, 0x00, 0xC8, 0x1E, 0x24, 0x4B, 0x2C,
+        ];
+
+        let video = parse_h264_sps(&sps).unwrap();
+
+        assert_eq!((video.width, video.height), (64, 48));
+        assert_eq!(video.profile, Some("High 4:4:4 Predictive"));
+        assert_eq!(video.frame_rate, Rational::new(50, 1));
+    }
+
+    #[test]
+    fn mpeg2_profiles_are_named() {
+        let cases = [
+            (0x14, Some("High")),
+            (0x24, Some("Spatially Scalable")),
+            (0x34, Some("SNR Scalable")),
+            (0x48, Some("Main")),
+            (0x58, Some("Simple")),
+            (0x82, Some("4:2:2")),
+            (0x8A, None),
+            (0x08, None),
+        ];
+        for (profile_level, name) in cases {
+            assert_eq!(
+                mpeg2_profile_name(profile_level),
+                name,
+                "{profile_level:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn mpeg_audio_versions_and_layers_are_read() {
+        // MPEG-2 layer 3 at 22.05 kHz, mono; MPEG-2.5 layer 3 at 11.025 kHz;
+        // MPEG-1 layer 1 at 44.1 kHz.
+        let cases = [
+            ([0xFF, 0xF3, 0x80, 0xC0], "mp3", 22_050, 1, 576),
+            ([0xFF, 0xE3, 0x80, 0x00], "mp3", 11_025, 2, 576),
+            ([0xFF, 0xFF, 0x10, 0x00], "mp1", 44_100, 2, 384),
+        ];
+        for (header, codec, rate, channels, samples) in cases {
+            let frame = parse_audio_frame(codec, &header).unwrap();
+
+            assert_eq!(frame.codec, codec);
+            assert_eq!(frame.sample_rate, rate, "{header:x?}");
+            assert_eq!(frame.channels, channels, "{header:x?}");
+            assert_eq!(frame.samples, samples, "{header:x?}");
+        }
+        // Reserved version, reserved layer, free and bad bit rates, reserved rate.
+        for header in [
+            [0xFF, 0xEB, 0x80, 0],
+            [0xFF, 0xF9, 0x80, 0],
+            [0xFF, 0xFB, 0x00, 0],
+            [0xFF, 0xFB, 0xF0, 0],
+            [0xFF, 0xFB, 0x8C, 0],
+        ] {
+            assert!(parse_mpeg_audio(&header).is_none(), "{header:x?}");
+        }
+    }
+
+    #[test]
+    fn ac3_surround_header_counts_lfe() {
+        // 44.1 kHz, 384 kbit/s, acmod 7 (3/2) with cmixlev, surmixlev and LFE.
+        let header = [0x0B, 0x77, 0, 0, 0x5C, 0x40, 0xE1, 0];
+
+        let frame = parse_ac3(&header).unwrap();
+
+        assert_eq!(frame.sample_rate, 44_100);
+        assert_eq!(frame.channels, 6);
+        assert_eq!(frame.length, 2 * (384 * 320 / 147));
+        assert_eq!(parse_ac3(&[0x0B, 0x77, 0, 0, 0xDC, 0x40, 0xE1, 0]), None);
+        assert_eq!(parse_audio_frame("opus", &header), None);
+    }
+
+    #[test]
+    fn audio_samples_are_counted_over_whole_frames() {
+        // Two MPEG-1 layer 1 frames of 32 kbit/s at 44.1 kHz: 32 bytes each.
+        let mut data = vec![0; 64];
+        data[..4].copy_from_slice(&[0xFF, 0xFF, 0x10, 0x00]);
+        data[32..36].copy_from_slice(&[0xFF, 0xFF, 0x10, 0x00]);
+
+        assert_eq!(count_audio_samples("mp1", &data), Some(768));
+        assert_eq!(count_audio_samples("mp1", &[0; 8]), None);
+        assert_eq!(find_audio_frame("mp1", &data).map(|f| f.length), Some(32));
+        assert_eq!(aac_channels(7), Some(8));
+        assert_eq!(aac_channels(0), None);
+    }
+
+    #[test]
     fn hevc_sps_gives_cropped_size_and_profile() {
         // SPS written by x265 for a 160x90 Main-profile clip: coded as 160x96
         // with a conformance window that crops 6 rows.
