@@ -90,4 +90,31 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::NotFound);
         fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn fingerprint_many_keeps_input_order() {
+        let dir = std::env::temp_dir().join(format!("reelwatch-fp-many-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("a.mkv"), b"first").unwrap();
+        fs::write(dir.join("b.mkv"), b"second").unwrap();
+        let paths = vec![
+            dir.join("a.mkv"),
+            dir.join("missing.mkv"),
+            dir.join("b.mkv"),
+        ];
+
+        let results = fingerprint_many(&paths, 2);
+
+        assert_eq!(results.len(), 3);
+        assert_eq!(
+            results[0].as_ref().unwrap(),
+            &fingerprint_file(&paths[0]).unwrap()
+        );
+        assert_eq!(results[1].as_ref().unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            results[2].as_ref().unwrap(),
+            &fingerprint_file(&paths[2]).unwrap()
+        );
+        fs::remove_dir_all(dir).unwrap();
+    }
 }

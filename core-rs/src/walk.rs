@@ -381,6 +381,62 @@ mod tests {
     }
 
     #[test]
+    fn walk_rejects_bad_roots() {
+        let dir = temp_dir("roots");
+        let file = dir.join("clip.mkv");
+        fs::write(&file, b"x").unwrap();
+        let elsewhere = temp_dir("roots-elsewhere");
+        let cases = [
+            (file.clone(), ErrorKind::NotAFile),
+            (dir.join("missing"), ErrorKind::NotFound),
+            (elsewhere.clone(), ErrorKind::OutsideRoots),
+        ];
+        for (root, kind) in cases {
+            let output = walk(&root, &options(&[], std::slice::from_ref(&dir)));
+
+            assert!(output.files.is_empty());
+            assert_eq!(output.errors.len(), 1, "{:?}", output.errors);
+            assert_eq!(output.errors[0].path, root);
+            assert_eq!(output.errors[0].error.kind(), kind, "{root:?}");
+        }
+        fs::remove_dir_all(dir).unwrap();
+        fs::remove_dir_all(elsewhere).unwrap();
+    }
+
+    #[test]
+    fn walk_reports_special_files_and_dangling_links() {
+        let dir = temp_dir("special");
+        let fifo = dir.join("pipe.mkv");
+        let c_path = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `c_path` is a valid NUL-terminated string that outlives the call.
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+        let socket = dir.join("control.mkv");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::os::unix::fs::symlink(dir.join("gone.mkv"), dir.join("dangling.mkv")).unwrap();
+        fs::write(dir.join("README"), b"no extension").unwrap();
+
+        let output = walk(&dir, &options(&[], &[]).threads(2));
+
+        assert!(output.files.is_empty(), "{:?}", output.files);
+        let message = |name: &str| {
+            let error = output.errors.iter().find(|e| e.path.ends_with(name));
+            error.map(|e| (e.error.kind(), e.error.message().to_owned()))
+        };
+        let (kind, text) = message("pipe.mkv").unwrap();
+        assert_eq!(kind, ErrorKind::NotAFile);
+        assert!(text.contains("a FIFO"), "{text}");
+        let (kind, text) = message("control.mkv").unwrap();
+        assert_eq!(kind, ErrorKind::NotAFile);
+        assert!(text.contains("a socket"), "{text}");
+        // The walker itself fails to follow the link, before any check of ours.
+        let (kind, text) = message("dangling.mkv").unwrap();
+        assert_eq!(kind, ErrorKind::NotFound);
+        assert!(text.contains("no such file"), "{text}");
+        assert_eq!(output.errors.len(), 3, "{:?}", output.errors);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn walk_follows_links_inside_roots_only() {
         let dir = temp_dir("links");
         let root = dir.join("tv");

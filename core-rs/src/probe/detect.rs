@@ -144,6 +144,16 @@ mod tests {
     }
 
     #[test]
+    fn riff_and_binary_files_get_a_name() {
+        assert_eq!(describe_unknown(b"RIFF\0\0\0\0WAVEfmt "), "wav");
+        assert_eq!(describe_unknown(b"RIFF\0\0\0\0WEBPVP8 "), "webp");
+        assert_eq!(describe_unknown(b"RIFF\0\0\0\0CDXAfmt "), "riff");
+        assert_eq!(describe_unknown(b"\x89PNG\r\n"), "png");
+        assert_eq!(describe_unknown(&[0xC3, 0x28, 0x01]), "unknown");
+        assert_eq!(describe_unknown(&[]), "unknown");
+    }
+
+    #[test]
     fn unknown_files_get_a_name() {
         assert_eq!(detect(b"PK\x03\x04rest"), None);
         assert_eq!(describe_unknown(b"PK\x03\x04rest"), "zip");

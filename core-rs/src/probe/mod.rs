@@ -269,6 +269,55 @@ mod tests {
     }
 
     #[test]
+    fn every_format_rejects_zeros_with_an_error() {
+        let formats = [
+            Format::IsoBmff,
+            Format::Matroska,
+            Format::Avi,
+            Format::MpegTs(188),
+            Format::MpegTs(192),
+            Format::MpegPs,
+            Format::Ogg,
+            Format::Flv,
+            Format::Asf,
+        ];
+        for format in formats {
+            let mut reader = Reader::new(std::io::Cursor::new(vec![0; 64]), 64, 1 << 20);
+
+            let result = probe_format(format, &mut reader);
+
+            assert!(result.is_err(), "{format:?}: {result:?}");
+        }
+    }
+
+    #[test]
+    fn empty_and_zeroed_sources_are_named() {
+        let mut empty = Reader::new(std::io::Cursor::new(Vec::new()), 0, 1 << 20);
+        assert_eq!(
+            probe_reader(&mut empty).unwrap_err().kind(),
+            ErrorKind::Empty
+        );
+
+        let mut zeros = Reader::new(std::io::Cursor::new(vec![0; 600]), 600, 1 << 20);
+        let err = probe_reader(&mut zeros).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Incomplete);
+        assert!(err.message().contains("all zero bytes"), "{err}");
+
+        let mut text = Reader::new(std::io::Cursor::new(b"hello".to_vec()), 5, 1 << 20);
+        let err = probe_reader(&mut text).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported);
+        assert!(err.message().contains("detected: text"), "{err}");
+    }
+
+    #[test]
+    fn rational_keeps_the_ratio_of_huge_parts() {
+        // 2^64 - 1 and 2^63 - 1 share no factor, so only halving fits them in u32.
+        let rate = Rational::new(u64::MAX, u64::MAX / 2).unwrap();
+
+        assert!((rate.as_f64() - 2.0).abs() < 1e-6, "{rate:?}");
+    }
+
+    #[test]
     fn bit_rate_is_size_over_duration() {
         assert_eq!(bit_rate(1_128_375, Some(5.055)), Some(1_785_756));
         assert_eq!(bit_rate(100, None), None);
