@@ -242,4 +242,46 @@ mod tests {
         let inside = check_path(&dir.join("reelwatch-root/a.mkv"), &roots);
         assert!(inside.error.is_none());
     }
+
+    #[test]
+    fn relative_path_resolves_from_the_working_directory() {
+        let cwd = std::env::current_dir().unwrap().canonicalize().unwrap();
+
+        let resolved = resolve(Path::new("reelwatch-no-such-file.mkv")).unwrap();
+
+        assert_eq!(resolved, cwd.join("reelwatch-no-such-file.mkv"));
+    }
+
+    #[test]
+    fn check_many_reports_each_failure_in_order() {
+        let dir = std::env::temp_dir()
+            .canonicalize()
+            .unwrap()
+            .join(format!("reelwatch-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("clip.mkv");
+        std::fs::write(&file, b"x").unwrap();
+        let paths = vec![
+            file.clone(),
+            PathBuf::from(OsString::from_vec(b"/a\0b".to_vec())),
+            file.join("below-a-file.mkv"),
+            PathBuf::from("/"),
+        ];
+
+        let checks = check_many(&paths, std::slice::from_ref(&dir));
+
+        assert!(checks[0].error.is_none());
+        assert_eq!(checks[0].resolved.as_deref(), Some(file.as_path()));
+        let kinds: Vec<_> = checks[1..]
+            .iter()
+            .map(|check| check.error.as_ref().unwrap().kind())
+            .collect();
+        assert_eq!(kinds[0], ErrorKind::InvalidPath);
+        let below_file = checks[2].error.as_ref().unwrap().message();
+        assert!(below_file.contains("not a directory"), "{below_file}");
+        assert_eq!(kinds[2], ErrorKind::OutsideRoots);
+        assert!(checks[1].resolved.is_none());
+        assert!(checks[2].resolved.is_none());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -566,6 +566,68 @@ mod tests {
         probe(&mut reader)
     }
 
+    /// The body of a stream properties object (without its 24-byte header).
+    fn stream_properties_body(media: [u8; 16], number: u8, specific: &[u8]) -> Vec<u8> {
+        stream_properties(media, number, specific)[24..].to_vec()
+    }
+
+    #[test]
+    fn video_fourccs_specific_to_asf_are_named() {
+        let cases = [
+            (b"WMVA", "vc1"),
+            (b"WVC1", "vc1"),
+            (b"MP4S", "mpeg4"),
+            (b"M4S2", "mpeg4"),
+            (b"MSS1", "mss1"),
+            (b"MSS2", "mss2"),
+            (b"WMVP", "wmv3image"),
+            (b"WMV3", "wmv3"),
+        ];
+        for (fourcc, codec) in cases {
+            let body = stream_properties_body(VIDEO_MEDIA, 3, &video_specific(640, 480, fourcc));
+
+            let stream = parse_stream_properties(&body).unwrap();
+
+            assert_eq!(stream.kind, Kind::Video);
+            assert_eq!(stream.codec, Some(codec), "{fourcc:?}");
+            assert_eq!((stream.width, stream.height), (Some(640), Some(480)));
+        }
+        let voice = stream_properties_body(AUDIO_MEDIA, 4, &audio_specific(0x000A, 1, 8000));
+        let stream = parse_stream_properties(&voice).unwrap();
+        assert_eq!(stream.codec, Some("wmavoice"));
+        assert_eq!(stream.sample_rate, Some(8000));
+    }
+
+    #[test]
+    fn extended_stream_properties_give_frame_time_and_nested_stream() {
+        let mut body = vec![0u8; 64];
+        body[48..50].copy_from_slice(&5u16.to_le_bytes()); // stream number
+        body[52..60].copy_from_slice(&400_000u64.to_le_bytes()); // 25 fps
+        body[60..62].copy_from_slice(&1u16.to_le_bytes()); // one stream name
+        body[62..64].copy_from_slice(&1u16.to_le_bytes()); // one payload extension
+        body.extend_from_slice(&[0, 0, 4, 0, b'n', 0, b'a', 0]); // language, name
+        let mut extension = vec![0u8; 22];
+        extension[18..22].copy_from_slice(&3u32.to_le_bytes());
+        extension.extend_from_slice(&[1, 2, 3]);
+        body.extend(extension);
+        body.extend(stream_properties(
+            VIDEO_MEDIA,
+            5,
+            &video_specific(320, 240, b"WMV2"),
+        ));
+        let mut header = Header::default();
+
+        let parsed = parse_extended_stream_properties(&body, &mut header);
+
+        assert_eq!(parsed, Some(()));
+        assert_eq!(header.frame_times.get(&5), Some(&400_000));
+        assert_eq!(header.streams.len(), 1);
+        assert_eq!(header.streams[0].codec, Some("wmv2"));
+        assert_eq!(
+            parse_extended_stream_properties(&body[..40], &mut header),
+            None
+        );
+    }
     #[test]
     fn hand_built_asf_reads_streams_and_duration() {
         let info = probe_bytes(sample(0)).unwrap();
