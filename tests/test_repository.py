@@ -517,6 +517,24 @@ class TestMoves:
         assert other_size == []
         assert rewritten == []
 
+    async def test_fingerprinted_sizes_only_on_other_devices(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos(
+            [
+                video("/media/a.mkv", size=10, device=1),
+                video("/media/b.mkv", size=20, device=2),
+                video("/media/c.mkv", size=30, device=2),
+            ]
+        )
+        await repository.set_fingerprints(
+            [("/media/a.mkv", "f"), ("/media/b.mkv", "g")]
+        )
+
+        sizes = await repository.fingerprinted_sizes([10, 20, 30, 40], not_on_device=2)
+
+        assert sizes == {10}
+
     async def test_videos_with_inodes_matches_device_and_inode(
         self, repository: Repository
     ) -> None:

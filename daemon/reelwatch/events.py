@@ -443,6 +443,11 @@ class PublishingRepository:
     async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
         return await self.inner.videos_with_fingerprint(size, fingerprint)
 
+    async def fingerprinted_sizes(
+        self, sizes: Sequence[int], *, not_on_device: int
+    ) -> set[int]:
+        return await self.inner.fingerprinted_sizes(sizes, not_on_device=not_on_device)
+
     async def move_video(self, old_path: str, video: Video) -> bool:
         before = await self.inner.get_video(old_path)
         moved = await self.inner.move_video(old_path, video)

@@ -144,6 +144,12 @@ class Repository(Protocol):
         """Return the entries with this size and content fingerprint."""
         ...
 
+    async def fingerprinted_sizes(
+        self, sizes: Sequence[int], *, not_on_device: int
+    ) -> set[int]:
+        """Return which ``sizes`` an entry with a fingerprint has on another device."""
+        ...
+
     async def restore_videos(self, videos: Sequence[Video]) -> None:
         """Insert entries with the ``id`` they carry, replacing any at their paths.
 
@@ -324,7 +330,7 @@ _MIGRATIONS: tuple[str, ...] = (
     # recognises a file moved to another filesystem.
     """
     ALTER TABLE videos ADD COLUMN fingerprint TEXT;
-    CREATE INDEX videos_fingerprint ON videos (fingerprint);
+    CREATE INDEX videos_size_fingerprint ON videos (size, fingerprint);
     """,
 )
 
@@ -767,6 +773,22 @@ class SQLiteRepository:
         )
         return [_video_from_row(row) for row in rows]
 
+    async def fingerprinted_sizes(
+        self, sizes: Sequence[int], *, not_on_device: int
+    ) -> set[int]:
+        found: set[int] = set()
+        unique = sorted(set(sizes))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"SELECT DISTINCT size FROM videos WHERE size IN ({marks}) "
+                "AND fingerprint IS NOT NULL AND device != ?",
+                (*chunk, _to_int64(not_on_device)),
+            )
+            found.update(int(row[0]) for row in rows)
+        return found
+
     async def restore_videos(self, videos: Sequence[Video]) -> None:
         ordered = sorted(videos, key=lambda video: _encode_path(video.path))
         statements: list[tuple[str, Sequence[Any]]] = []
@@ -1081,6 +1103,19 @@ class MemoryRepository:
             for _, video in sorted(self._videos.items())
             if video.size == size and self._fingerprints.get(video.id) == fingerprint
         ]
+
+    async def fingerprinted_sizes(
+        self, sizes: Sequence[int], *, not_on_device: int
+    ) -> set[int]:
+        self._check_open()
+        wanted = set(sizes)
+        return {
+            video.size
+            for video in self._videos.values()
+            if video.size in wanted
+            and video.device != not_on_device
+            and video.id in self._fingerprints
+        }
 
     async def restore_videos(self, videos: Sequence[Video]) -> None:
         self._check_open()

@@ -229,6 +229,8 @@ class RemovedEntries:
         self._ids_by_key: dict[tuple[int, int], set[int]] = {}
         self._ids_by_content: dict[tuple[int, str], set[int]] = {}
         self._content_of: dict[int, tuple[int, str]] = {}
+        # How many remembered entries with a fingerprint have each size.
+        self._sizes: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -254,6 +256,7 @@ class RemovedEntries:
                 content = (video.size, fingerprint)
                 self._content_of[video.id] = content
                 self._ids_by_content.setdefault(content, set()).add(video.id)
+                self._sizes[video.size] = self._sizes.get(video.size, 0) + 1
 
     def candidates(self, key: tuple[int, int]) -> list[Video]:
         """Return the remembered entries with this ``(device, inode)``."""
@@ -262,6 +265,10 @@ class RemovedEntries:
     def with_content(self, size: int, fingerprint: str) -> list[Video]:
         """Return the remembered entries with this size and content fingerprint."""
         return self._live(self._ids_by_content.get((size, fingerprint), set()))
+
+    def has_size(self, size: int) -> bool:
+        """Tell whether a remembered entry with a fingerprint has this size."""
+        return size in self._sizes
 
     def _live(self, ids: set[int]) -> list[Video]:
         now = anyio.current_time()
@@ -288,6 +295,9 @@ class RemovedEntries:
             same_content.discard(video_id)
             if not same_content:
                 del self._ids_by_content[content]
+            self._sizes[content[0]] -= 1
+            if not self._sizes[content[0]]:
+                del self._sizes[content[0]]
 
     def prune(self) -> None:
         """Forget every entry whose window has ended."""
@@ -548,7 +558,21 @@ class Scanner:
         fingerprint equal those of an entry on another device, whose path no
         longer exists, takes that entry over.
         """
-        sized = [entry for entry in new_files if entry.size > 0]
+        # Only files whose size an entry on another device has are read.
+        sizes: dict[int, set[int]] = {}
+        for device in {entry.device for entry in new_files}:
+            sizes[device] = await self._repository.fingerprinted_sizes(
+                [entry.size for entry in new_files if entry.device == device],
+                not_on_device=device,
+            )
+        sized = [
+            entry
+            for entry in new_files
+            if entry.size > 0
+            and (
+                entry.size in sizes[entry.device] or self._removed.has_size(entry.size)
+            )
+        ]
         if not sized:
             return
         for fingerprint in await self._core.fingerprint([e.path for e in sized]):
