@@ -571,6 +571,58 @@ mod tests {
     }
 
     #[test]
+    fn compaction_keeps_pending_rename_halves() {
+        let mut batch = batch(2);
+        let now = Instant::now();
+        batch.push(
+            1,
+            Observation::RenameFrom {
+                tracker: 7,
+                path: p("/s/a.mkv"),
+            },
+            now,
+        );
+        // Three changes under /r pass the limit: /r collapses to one rescan,
+        // and the dropped entries outnumber the limit, so the list is compacted.
+        for name in ["/r/1.mkv", "/r/2.mkv", "/r/3.mkv"] {
+            batch.push(0, simple(ChangeKind::Created, name), now);
+        }
+        batch.push(
+            1,
+            Observation::Renamed {
+                tracker: 7,
+                from: p("/s/a.mkv"),
+                to: p("/s/b.mkv"),
+            },
+            now,
+        );
+        let changes = resolve(&mut batch);
+
+        assert_eq!(
+            changes,
+            vec![
+                (ChangeKind::Rescan, "/r".into(), None),
+                (
+                    ChangeKind::Renamed,
+                    "/s/a.mkv".into(),
+                    Some("/s/b.mkv".into())
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn unmount_below_a_root_is_reported_with_its_path() {
+        let mut batch = batch(100);
+
+        batch.push(1, Observation::Unmounted(p("/s/disk")), Instant::now());
+
+        assert_eq!(
+            resolve(&mut batch),
+            vec![(ChangeKind::Unmounted, "/s/disk".into(), None)]
+        );
+    }
+    #[test]
     fn created_then_modified_then_closed_is_created_and_closed_write() {
         let mut batch = batch(100);
         let now = Instant::now();
