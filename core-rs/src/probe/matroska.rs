@@ -658,6 +658,53 @@ mod tests {
     }
 
     #[test]
+    fn broken_headers_and_missing_elements_are_named() {
+        let void = element(0xEC, &[0; 4]);
+        let no_tracks = element(ID_SEGMENT, &info(Some(1000.0)));
+        // A Segment that declares 100 bytes more than the file holds after its Info.
+        let cut_before_tracks = {
+            let body = info(None);
+            let mut segment = id_bytes(ID_SEGMENT);
+            segment.extend_from_slice(&((body.len() as u64 + 100) | (1 << 56)).to_be_bytes());
+            segment.extend(body);
+            segment
+        };
+        let mut unknown_ebml_size = id_bytes(ID_EBML);
+        unknown_ebml_size.push(0xFF);
+        let cases: [(Vec<u8>, ErrorKind, &str); 7] = [
+            (element(ID_SEGMENT, &[]), ErrorKind::Corrupt, "EBML header"),
+            (unknown_ebml_size, ErrorKind::Corrupt, "unknown size"),
+            (header("mkv3d"), ErrorKind::Unsupported, "'mkv3d'"),
+            (
+                [header("matroska"), void].concat(),
+                ErrorKind::Incomplete,
+                "Segment",
+            ),
+            (
+                [header("matroska"), unknown_size(0xEC, &[0; 8])].concat(),
+                ErrorKind::Corrupt,
+                "no Segment",
+            ),
+            (
+                [header("matroska"), no_tracks].concat(),
+                ErrorKind::Corrupt,
+                "no Tracks",
+            ),
+            (
+                [header("matroska"), cut_before_tracks].concat(),
+                ErrorKind::Incomplete,
+                "before its Tracks",
+            ),
+        ];
+        for (file, kind, text) in cases {
+            let err = probe_bytes(file).unwrap_err();
+
+            assert_eq!(err.kind(), kind, "{err}");
+            assert!(err.message().contains(text), "{err}");
+        }
+    }
+
+    #[test]
     fn webm_headers_give_every_field() {
         let cluster = element(ID_CLUSTER, &[0; 64]);
         let segment = element(
