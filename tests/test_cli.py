@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -441,6 +442,100 @@ class TestSocketChoice:
         path = resolve_socket_path(None, None, environ)
 
         assert path == str(tmp_path / "reelwatch" / "reelwatch.sock")
+
+
+class TestInstalledConfig:
+    """Client commands with the files that systemd/install.sh installs."""
+
+    @pytest.fixture
+    def runtime_dir(self) -> Iterator[Path]:
+        with short_socket_dir() as directory:
+            yield directory
+
+    def install(self, destdir: Path, *options: str) -> Path:
+        subprocess.run(
+            ["bash", str(REPO / "systemd" / "install.sh"), *options],
+            check=True,
+            capture_output=True,
+            env={**os.environ, "HOME": str(destdir / "home")},
+            timeout=60,
+        )
+        return next(destdir.rglob("reelwatch.toml"))
+
+    @pytest.mark.parametrize("user", [False, True], ids=["system", "user"])
+    def test_status_uses_runtime_socket(
+        self,
+        tmp_path: Path,
+        runtime_dir: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        user: bool,
+    ) -> None:
+        options = ["--user"] if user else []
+        config = self.install(tmp_path, *options, "--destdir", str(tmp_path))
+        for name in ("REELWATCH_SOCKET", "REELWATCH_STATE_DIR", "REELWATCH_CONFIG"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime_dir))
+        socket_path = runtime_dir / "reelwatch" / "reelwatch.sock"
+
+        with server_thread(FakeService(), socket_path):
+            code = main(["--config", str(config), "status"])
+        captured = capsys.readouterr()
+
+        assert "state_dir" not in tomllib.loads(config.read_text())
+        assert captured.err == ""
+        assert code == 0
+        assert "/srv/media/tv" in captured.out
+
+    def test_no_socket_key_falls_back_to_run(self, tmp_path: Path) -> None:
+        config = tmp_path / "reelwatch.toml"
+        config.write_text("allowed_scan_roots = ['/srv/media']\n")
+
+        path = resolve_socket_path(None, str(config), {"HOME": str(tmp_path)})
+
+        assert path == "/run/reelwatch/reelwatch.sock"
+
+    def test_state_dir_environment_names_socket(self, tmp_path: Path) -> None:
+        config = tmp_path / "reelwatch.toml"
+        config.write_text("allowed_scan_roots = ['/srv/media']\n")
+        environ = {"REELWATCH_STATE_DIR": str(tmp_path / "state")}
+
+        path = resolve_socket_path(None, str(config), environ)
+
+        assert path == str(tmp_path / "state" / "reelwatch.sock")
+
+    def test_missing_config_names_environment(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        monkeypatch.delenv("REELWATCH_SOCKET", raising=False)
+        monkeypatch.setenv("REELWATCH_CONFIG", "/nonexistent.toml")
+
+        code = main(["ping"])
+        err = capsys.readouterr().err
+
+        assert code == 2
+        assert "/nonexistent.toml (from REELWATCH_CONFIG)" in err
+        assert "--config" not in err
+
+    @pytest.mark.parametrize("command", ["status", "serve"])
+    def test_config_not_utf8_exits_2(
+        self,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str],
+        command: str,
+    ) -> None:
+        monkeypatch.delenv("REELWATCH_SOCKET", raising=False)
+        config = tmp_path / "bad.toml"
+        config.write_bytes(b"\xff\xfe")
+
+        code = main(["--config", str(config), command])
+        err = capsys.readouterr().err
+
+        assert code == 2
+        assert err.startswith(f"reelwatch: {config}: not valid UTF-8")
+        assert "offset 0" in err
+        assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -273,27 +273,24 @@ def resolve_socket_path(
 ) -> str:
     """Choose the socket to connect to.
 
-    In order: ``--socket``, ``$REELWATCH_SOCKET``, the ``socket_path`` of the
-    configuration file (``--config``, ``$REELWATCH_CONFIG``, or the first
-    default file that exists), else :func:`reelwatch.client.default_socket_path`.
+    In order: ``--socket``, ``$REELWATCH_SOCKET``, then ``socket_path`` or
+    ``state_dir`` (with ``$REELWATCH_STATE_DIR``) from the configuration file
+    (``--config``, ``$REELWATCH_CONFIG``, or the first default file that
+    exists), else :func:`reelwatch.client.default_socket_path`, which is
+    where the systemd units put it. Keys only the daemon needs, such as
+    ``allowed_scan_roots``, may be missing.
 
     Raises:
-        ConfigError: a configuration file was found but is invalid.
+        ConfigError: a configuration file was named but is missing, or was
+            found but is invalid.
     """
-    from .config import ENV_CONFIG, ENV_SOCKET, default_config_paths, load_config
+    from .config import load_socket_path
 
     if socket_option:
         return os.path.abspath(socket_option)
-    if environ.get(ENV_SOCKET):
-        return os.path.abspath(environ[ENV_SOCKET])
-    config_file = config_option or environ.get(ENV_CONFIG)
-    if not config_file:
-        config_file = next(
-            (path for path in default_config_paths(environ) if os.path.isfile(path)),
-            None,
-        )
-    if config_file:
-        return load_config(config_file, environ).socket_path
+    configured = load_socket_path(config_option, environ)
+    if configured is not None:
+        return configured
 
     return default_socket_path(environ)
 
@@ -939,7 +936,8 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         metavar="PATH",
         default=default,
         help="the daemon's control socket (default: $REELWATCH_SOCKET, then the "
-        "configuration's socket_path)",
+        "configuration's socket_path or state_dir, then "
+        "$XDG_RUNTIME_DIR/reelwatch/reelwatch.sock or /run/reelwatch/reelwatch.sock)",
     )
     parser.add_argument(
         "--config",

@@ -32,6 +32,7 @@ __all__ = [
     "SocketConfig",
     "default_config_paths",
     "load_config",
+    "load_socket_path",
 ]
 
 ENV_CONFIG = "REELWATCH_CONFIG"
@@ -235,6 +236,42 @@ def load_config(
     )
 
 
+def load_socket_path(
+    path: str | None = None, environ: Mapping[str, str] = os.environ
+) -> str | None:
+    """Return the control socket that the configuration names, for clients.
+
+    The file is chosen as in :func:`load_config`, but only ``socket_path`` and
+    ``state_dir`` are read, because clients need neither the scan roots nor
+    the database. The socket is ``$REELWATCH_SOCKET``, else ``socket_path``,
+    else ``reelwatch.sock`` in ``$REELWATCH_STATE_DIR`` or ``state_dir``, as
+    the daemon resolves it. Returns None when none of these is set, as in a
+    file installed for systemd, whose units pass both through the
+    environment.
+
+    Raises:
+        ConfigError: the named file is missing, unreadable or invalid.
+    """
+    from_env = environ.get(ENV_SOCKET)
+    if from_env:
+        return os.path.abspath(os.path.expanduser(from_env))
+    file_path = _choose_file(path, environ)
+    file_config = _FileConfig() if file_path is None else _read_file(file_path)
+    base_dir = os.getcwd() if file_path is None else os.path.dirname(file_path)
+    if file_config.socket_path:
+        return _absolute(file_config.socket_path, base_dir)
+    state_dir = environ.get(ENV_STATE_DIR)
+    if state_dir:
+        return os.path.join(
+            os.path.abspath(os.path.expanduser(state_dir)), _SOCKET_FILE_NAME
+        )
+    if file_config.state_dir:
+        return os.path.join(
+            _absolute(file_config.state_dir, base_dir), _SOCKET_FILE_NAME
+        )
+    return None
+
+
 def _choose_file(path: str | None, environ: Mapping[str, str]) -> str | None:
     if path is not None:
         return _require_file(os.path.abspath(path), "--config")
@@ -266,6 +303,13 @@ def _read_file(path: str) -> _FileConfig:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        # tomllib decodes the whole file before parsing, so this is raised
+        # for any byte sequence that is not UTF-8.
+        raise ConfigError(
+            f"{path}: not valid UTF-8 (byte {exc.object[exc.start]:#04x} at offset "
+            f"{exc.start}); TOML files must be UTF-8, so convert it with iconv"
+        ) from None
 
     try:
         return msgspec.convert(raw, _FileConfig, strict=True)
