@@ -5,7 +5,7 @@
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -128,14 +128,93 @@ fn real_path(file: &File) -> Result<PathBuf> {
     })
 }
 
+/// The identity of an open file as `fstat` reports it: what a scan compares
+/// with the stat from its walk to tell whether the file changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Status change time in nanoseconds since the Unix epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number of the file system holding the file.
+    pub device: u64,
+}
+
+impl FileStat {
+    /// Reads the stat of an open file.
+    pub fn of(file: &File) -> io::Result<Self> {
+        let meta = file.metadata()?;
+        Ok(FileStat {
+            size: meta.len(),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+            inode: meta.ino(),
+            device: meta.dev(),
+        })
+    }
+}
+
+/// A probe with what a scan needs to trust it, all read through one
+/// descriptor: the stat after the reads and, when asked for, the content
+/// fingerprint.
+#[derive(Debug)]
+pub struct CheckedProbe {
+    /// The probe's result.
+    pub outcome: ProbeOutcome,
+    /// The opened file's stat, taken after the probe and the fingerprint
+    /// read it; None when the file could not be opened or `fstat` failed.
+    pub stat_after: Option<FileStat>,
+    /// The content fingerprint (see [`crate::fingerprint`]); None unless it
+    /// was asked for and the file was opened.
+    pub fingerprint: Option<Result<[u8; 16]>>,
+}
+
 /// Probes one file: opens it with [`open_regular`], detects the container and
 /// reads its headers. Never panics: a panic inside a parser becomes an
 /// [`ErrorKind::Internal`] error.
 #[must_use]
 pub fn probe_file(path: &Path, roots: Option<&[PathBuf]>) -> ProbeOutcome {
+    probe_file_checked(path, roots, false).outcome
+}
+
+/// Probes one file like [`probe_file`], then, through the same descriptor,
+/// computes its fingerprint (when `fingerprint` is true) and reads its stat.
+///
+/// A caller that compares `stat_after` with a stat taken before the call
+/// knows whether the file changed while it was read, with no further
+/// `stat` of the path (which a swapped-in symlink could redirect).
+#[must_use]
+pub fn probe_file_checked(
+    path: &Path,
+    roots: Option<&[PathBuf]>,
+    fingerprint: bool,
+) -> CheckedProbe {
     let bytes_read = Rc::new(Cell::new(0u64));
     let counter = Rc::clone(&bytes_read);
-    let outcome = catch_unwind(AssertUnwindSafe(|| probe_opened(path, roots, &counter)));
+    let mut stat_after = None;
+    let mut digest = None;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let opened = open_regular(path, roots).map_err(|err| (err, 0))?;
+        let probed = probe_opened(&opened, &counter);
+        if fingerprint {
+            digest = Some(
+                crate::fingerprint::fingerprint_open(&opened.file, opened.size)
+                    .map_err(|err| err.with_path(path)),
+            );
+        }
+        stat_after = FileStat::of(&opened.file).ok();
+        probed
+    }));
     let (result, size) = match outcome {
         Ok(Ok((info, size))) => (Ok(info), size),
         Ok(Err((err, size))) => (Err(err), size),
@@ -152,17 +231,20 @@ pub fn probe_file(path: &Path, roots: Option<&[PathBuf]>) -> ProbeOutcome {
             (Err(err), 0)
         }
     };
-    ProbeOutcome {
-        result: result.map_err(|err| err.with_path(path)),
-        bytes_read: bytes_read.get(),
-        size,
+    CheckedProbe {
+        outcome: ProbeOutcome {
+            result: result.map_err(|err| err.with_path(path)),
+            bytes_read: bytes_read.get(),
+            size,
+        },
+        stat_after,
+        fingerprint: digest,
     }
 }
 
 type ProbeResult = std::result::Result<(crate::probe::MediaInfo, u64), (Error, u64)>;
 
-fn probe_opened(path: &Path, roots: Option<&[PathBuf]>, counter: &Rc<Cell<u64>>) -> ProbeResult {
-    let opened = open_regular(path, roots).map_err(|err| (err, 0))?;
+fn probe_opened(opened: &OpenedFile, counter: &Rc<Cell<u64>>) -> ProbeResult {
     let size = opened.size;
     if size == 0 {
         return Err((
@@ -170,7 +252,7 @@ fn probe_opened(path: &Path, roots: Option<&[PathBuf]>, counter: &Rc<Cell<u64>>)
             0,
         ));
     }
-    let source = BufferedFile::new(opened.file, size, Rc::clone(counter));
+    let source = BufferedFile::new(&opened.file, size, Rc::clone(counter));
     let mut reader = Reader::new(source, size, DEFAULT_READ_BUDGET);
     probe_reader(&mut reader)
         .map(|info| (info, size))
@@ -195,6 +277,25 @@ pub fn probe_many(
     run_in_pool(threads, run)
 }
 
+/// Probes many files in parallel like [`probe_many`], each with
+/// [`probe_file_checked`], and returns the results in input order.
+#[must_use]
+pub fn probe_many_checked(
+    paths: &[PathBuf],
+    roots: Option<&[PathBuf]>,
+    threads: usize,
+    fingerprint: bool,
+) -> Vec<CheckedProbe> {
+    let roots = roots.map(paths::canonical_roots);
+    let run = || -> Vec<CheckedProbe> {
+        paths
+            .par_iter()
+            .map(|path| probe_file_checked(path, roots.as_deref(), fingerprint))
+            .collect()
+    };
+    run_in_pool(threads, run)
+}
+
 /// Runs `work` on a pool of `threads` threads, or on rayon's global pool
 /// (one thread per CPU) when `threads` is 0 or a pool cannot be built.
 pub fn run_in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
@@ -209,8 +310,8 @@ pub fn run_in_pool<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> 
 
 /// A file read with positioned reads (`pread`) through a small buffer that
 /// survives seeks within it, counting the bytes it takes from the file.
-struct BufferedFile {
-    file: File,
+struct BufferedFile<'a> {
+    file: &'a File,
     len: u64,
     pos: u64,
     buffer: Vec<u8>,
@@ -218,8 +319,8 @@ struct BufferedFile {
     counter: Rc<Cell<u64>>,
 }
 
-impl BufferedFile {
-    fn new(file: File, len: u64, counter: Rc<Cell<u64>>) -> Self {
+impl<'a> BufferedFile<'a> {
+    fn new(file: &'a File, len: u64, counter: Rc<Cell<u64>>) -> Self {
         BufferedFile {
             file,
             len,
@@ -237,7 +338,7 @@ impl BufferedFile {
     }
 }
 
-impl Read for BufferedFile {
+impl Read for BufferedFile<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let buffer_end = self.buffer_start + self.buffer.len() as u64;
         if self.pos < self.buffer_start || self.pos >= buffer_end {
@@ -265,7 +366,7 @@ impl Read for BufferedFile {
     }
 }
 
-impl Seek for BufferedFile {
+impl Seek for BufferedFile<'_> {
     fn seek(&mut self, target: SeekFrom) -> io::Result<u64> {
         let new = match target {
             SeekFrom::Start(offset) => Some(offset),
@@ -418,7 +519,8 @@ mod tests {
             .collect();
         File::create(&path).unwrap().write_all(&data).unwrap();
         let counter = Rc::new(Cell::new(0));
-        let mut source = BufferedFile::new(File::open(&path).unwrap(), data.len() as u64, counter);
+        let file = File::open(&path).unwrap();
+        let mut source = BufferedFile::new(&file, data.len() as u64, counter);
 
         let block = i64::try_from(BUFFER_SIZE).unwrap();
         let mut large = vec![0; BUFFER_SIZE];
@@ -438,6 +540,47 @@ mod tests {
         assert_eq!(source.read(&mut small).unwrap(), 4);
         source.seek(SeekFrom::Start(data.len() as u64)).unwrap();
         assert_eq!(source.read(&mut small).unwrap(), 0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn checked_probe_returns_stat_and_fingerprint() {
+        let dir = temp_dir("checked");
+        let path = dir.join("notes.mp4");
+        File::create(&path)
+            .unwrap()
+            .write_all(b"plain text")
+            .unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+
+        let checked = probe_file_checked(&path, Some(std::slice::from_ref(&dir)), true);
+        let plain = probe_file_checked(&path, None, false);
+        let missing = probe_file_checked(&dir.join("missing.mkv"), None, true);
+
+        let stat = checked.stat_after.unwrap();
+        assert_eq!(stat.size, 10);
+        assert_eq!(stat.inode, meta.ino());
+        assert_eq!(stat.device, meta.dev());
+        assert_eq!(
+            stat.mtime_ns,
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+        );
+        assert_eq!(
+            stat.ctime_ns,
+            meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
+        );
+        assert_eq!(
+            checked.fingerprint.unwrap().unwrap(),
+            crate::fingerprint::fingerprint_file(&path).unwrap()
+        );
+        assert_eq!(
+            checked.outcome.result.unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+        assert_eq!(plain.stat_after, Some(stat));
+        assert!(plain.fingerprint.is_none());
+        assert!(missing.stat_after.is_none());
+        assert!(missing.fingerprint.is_none());
         std::fs::remove_dir_all(dir).unwrap();
     }
 

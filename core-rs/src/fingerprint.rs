@@ -7,7 +7,7 @@
 //! collision could at worst move an entry's metadata to another of the
 //! user's own files.
 
-use std::io::Read;
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -23,23 +23,23 @@ pub const BLOCK_SIZE: u64 = 64 * 1024;
 /// Computes the 16-byte fingerprint of one file (big-endian XXH3-128).
 pub fn fingerprint_file(path: &Path) -> Result<[u8; 16]> {
     let opened = open_regular(path, None).map_err(|err| err.with_path(path))?;
-    let size = opened.size;
+    fingerprint_open(&opened.file, opened.size).map_err(|err| err.with_path(path))
+}
+
+/// Computes the fingerprint of an open file whose size is `size`, with
+/// positioned reads, so the file's offset does not matter.
+pub fn fingerprint_open(file: &File, size: u64) -> Result<[u8; 16]> {
     let mut hasher = Xxh3::new();
     hasher.update(&size.to_le_bytes());
     // The block size bounds both reads, so the buffer fits in memory.
     let mut buffer = vec![0u8; usize::try_from(BLOCK_SIZE.min(size)).unwrap_or(0)];
-    (&opened.file)
-        .read_exact(&mut buffer)
-        .map_err(|err| crate::Error::from(err).with_path(path))?;
+    file.read_exact_at(&mut buffer, 0)?;
     hasher.update(&buffer);
     if size > BLOCK_SIZE {
         let tail_start = size.saturating_sub(BLOCK_SIZE).max(BLOCK_SIZE);
         let tail_len = usize::try_from(size - tail_start).unwrap_or(0);
         let mut tail = vec![0u8; tail_len];
-        opened
-            .file
-            .read_exact_at(&mut tail, tail_start)
-            .map_err(|err| crate::Error::from(err).with_path(path))?;
+        file.read_exact_at(&mut tail, tail_start)?;
         hasher.update(&tail);
     }
     Ok(hasher.digest128().to_be_bytes())

@@ -10,7 +10,7 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use crate::probe::ProbeOutcome;
+use crate::file::CheckedProbe;
 use crate::walk::{WalkOptions, WalkOutput};
 use crate::{file, fingerprint, paths, walk};
 
@@ -45,7 +45,13 @@ pub struct ProbeResult {
     audio_streams: u32,
     subtitle_streams: u32,
     complete: bool,
+    stat_after: Option<StatRow>,
+    fingerprint: Option<Py<PyBytes>>,
 }
+
+/// A file's stat as (size, `mtime_ns`, `ctime_ns`, inode, device), the order
+/// of the walk's rows.
+type StatRow = (u64, i64, i64, u64, u64);
 
 #[pymethods]
 impl ProbeResult {
@@ -66,7 +72,12 @@ impl ProbeResult {
 }
 
 impl ProbeResult {
-    fn new(py: Python<'_>, path: &Path, outcome: ProbeOutcome) -> Self {
+    fn new(py: Python<'_>, path: &Path, checked: CheckedProbe) -> Self {
+        let CheckedProbe {
+            outcome,
+            stat_after,
+            fingerprint,
+        } = checked;
         let path = PyBytes::new(py, path.as_os_str().as_bytes()).unbind();
         let (info, error) = match outcome.result {
             Ok(info) => (info, None),
@@ -97,6 +108,18 @@ impl ProbeResult {
             audio_streams: info.audio_streams,
             subtitle_streams: info.subtitle_streams,
             complete: info.complete,
+            stat_after: stat_after.map(|stat| {
+                (
+                    stat.size,
+                    stat.mtime_ns,
+                    stat.ctime_ns,
+                    stat.inode,
+                    stat.device,
+                )
+            }),
+            fingerprint: fingerprint
+                .and_then(std::result::Result::ok)
+                .map(|digest| PyBytes::new(py, &digest).unbind()),
         }
     }
 }
@@ -173,19 +196,22 @@ fn detached<T: Send>(py: Python<'_>, what: &str, work: impl FnOnce() -> T + Send
         })
 }
 
-/// Probes each path's container headers in parallel, with the GIL released.
+/// Probes each path's container headers in parallel, with the GIL released;
+/// each result also carries the opened file's stat after the reads and, with
+/// `fingerprint`, its content fingerprint.
 #[pyfunction(name = "probe_many")]
-#[pyo3(signature = (paths, *, roots = None, threads = 0))]
+#[pyo3(signature = (paths, *, roots = None, threads = 0, fingerprint = false))]
 fn probe_paths(
     py: Python<'_>,
     paths: &Bound<'_, PyAny>,
     roots: Option<&Bound<'_, PyAny>>,
     threads: usize,
+    fingerprint: bool,
 ) -> PyResult<Vec<ProbeResult>> {
     let paths = extract_paths(paths)?;
     let roots = roots.map(extract_paths).transpose()?;
     let outcomes = detached(py, "probe_many", || {
-        file::probe_many(&paths, roots.as_deref(), threads)
+        file::probe_many_checked(&paths, roots.as_deref(), threads, fingerprint)
     })?;
     Ok(paths
         .iter()

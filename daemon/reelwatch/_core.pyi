@@ -79,6 +79,15 @@ class ProbeResult:
     complete: bool
     """False when the container's structures run past the end of the file:
     still being copied, or cut short."""
+    stat_after: tuple[int, int, int, int, int] | None
+    """(size, mtime_ns, ctime_ns, inode, device) of the opened file, from
+    ``fstat`` after the probe (and the fingerprint) read it; None when the
+    file could not be opened. Equal to the stat taken before the call, it
+    shows that the file did not change while it was read."""
+    fingerprint: bytes | None
+    """The content fingerprint, as :func:`fingerprint` computes it, read
+    through the same descriptor; None unless ``probe_many`` was called with
+    ``fingerprint=True`` and the file could be opened and read."""
 
 @final
 class WalkResult:
@@ -97,6 +106,7 @@ def probe_many(
     *,
     roots: Iterable[_Path] | None = None,
     threads: int = 0,
+    fingerprint: bool = False,
 ) -> list[ProbeResult]:
     """Probe each file's container headers, reading a few KiB per file.
 
@@ -108,6 +118,8 @@ def probe_many(
             Without roots, a path that is itself a symlink fails with
             ``not_a_file``.
         threads: Worker threads; 0 uses one per CPU.
+        fingerprint: Also compute each file's content fingerprint (reading
+            up to 128 KiB more), through the descriptor the probe used.
 
     Returns:
         One result per path, in input order.
