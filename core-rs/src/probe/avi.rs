@@ -470,6 +470,78 @@ mod tests {
     }
 
     #[test]
+    fn header_list_problems_are_named() {
+        let movi_first = {
+            let mut body = b"AVI ".to_vec();
+            body.extend(list(b"movi", &[vec![0u8; 8]]));
+            chunk(b"RIFF", &body)
+        };
+        let no_hdrl = {
+            let mut body = b"AVI ".to_vec();
+            body.extend(chunk(b"JUNK", &[0; 8]));
+            chunk(b"RIFF", &body)
+        };
+        let mut cut_short = no_hdrl.clone();
+        cut_short[4..8].copy_from_slice(&1000u32.to_le_bytes());
+        let short_strh = avi(&[list(b"strl", &[chunk(b"strh", &[0; 20])])], 8);
+        let no_streams = avi(&[chunk(b"avih", &[0u8; 56])], 8);
+        let cases = [
+            (
+                movi_first,
+                ErrorKind::Corrupt,
+                "comes before any header list",
+            ),
+            (no_hdrl, ErrorKind::Corrupt, "without a header list"),
+            (
+                cut_short,
+                ErrorKind::Incomplete,
+                "before the AVI header list",
+            ),
+            (short_strh, ErrorKind::Corrupt, "fewer than 48"),
+            (no_streams, ErrorKind::Corrupt, "declares no stream"),
+        ];
+        for (file, kind, text) in cases {
+            let err = probe_bytes(file).unwrap_err();
+
+            assert_eq!(err.kind(), kind, "{err}");
+            assert!(err.message().contains(text), "{err}");
+        }
+    }
+
+    #[test]
+    fn dv_raw_and_extensible_streams_are_named() {
+        let mut extensible = vec![0u8; 40];
+        extensible[0..2].copy_from_slice(&0xFFFEu16.to_le_bytes());
+        extensible[2..4].copy_from_slice(&6u16.to_le_bytes());
+        extensible[4..8].copy_from_slice(&48_000u32.to_le_bytes());
+        extensible[14..16].copy_from_slice(&24u16.to_le_bytes());
+        extensible[24..26].copy_from_slice(&1u16.to_le_bytes()); // PCM sub-format
+        let file = avi(
+            &[
+                chunk(b"avih", &[0u8; 56]),
+                list(b"strl", &[strh(b"iavs", 1, 25, 50, 0)]),
+                list(
+                    b"strl",
+                    &[strh(b"vids", 1, 25, 50, 0), bitmap(64, 48, &[0; 4])],
+                ),
+                list(
+                    b"strl",
+                    &[strh(b"auds", 1, 48_000, 0, 18), chunk(b"strf", &extensible)],
+                ),
+                list(b"strl", &[strh(b"txts", 1, 1, 0, 0)]),
+            ],
+            8,
+        );
+
+        let info = probe_bytes(file).unwrap();
+
+        assert_eq!(info.video_codec.as_deref(), Some("dvvideo"));
+        assert_eq!(info.video_streams, 2);
+        assert_eq!(info.audio_codec.as_deref(), Some("pcm_s24le"));
+        assert_eq!(info.audio_channels, Some(6));
+        assert_eq!(info.subtitle_streams, 1);
+    }
+    #[test]
     fn hand_built_avi_reads_streams() {
         let info = probe_bytes(sample(1000)).unwrap();
 
