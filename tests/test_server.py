@@ -241,6 +241,47 @@ async def test_invalid_utf8_is_parse_error(sock_path: Path) -> None:
         assert after["result"] == "pong"
 
 
+@pytest.mark.parametrize(
+    ("method", "param"),
+    [("video.get", "path"), ("videos.list", "under"), ("scan", "path")],
+)
+async def test_invalid_utf8_in_params_is_parse_error(
+    sock_path: Path, method: str, param: str
+) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        await conn.send(
+            f'{{"jsonrpc":"2.0","id":1,"method":"{method}","params":'.encode()
+            + f'{{"{param}":"'.encode()
+            + b'\xed\xa0\x80"}}\n'
+        )
+        error = await conn.receive_json()
+        after = await conn.request(rpc("ping", id=2))
+
+        assert error["id"] == 1
+        assert error["error"]["code"] == -32700
+        assert error["error"]["data"]["reason"] == "invalid_utf8"
+        assert after["result"] == "pong"
+
+
+@pytest.mark.parametrize("method", ["job.get", "job.cancel"])
+@pytest.mark.parametrize("params", [{"job_id": 2**63}, [2**63], {"job_id": 10**30}])
+async def test_job_id_beyond_int64_is_32602(
+    sock_path: Path, method: str, params: Any
+) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+
+        answer = await conn.request(rpc(method, params, id=4))
+
+        assert answer["id"] == 4
+        assert answer["error"]["code"] == -32602
+        assert "<= 9223372036854775807" in answer["error"]["message"]
+        assert "`params.job_id`" in answer["error"]["message"]
+        assert answer["error"]["data"]["reason"] == "invalid_params"
+
+
 async def test_deep_nesting_is_parse_error(sock_path: Path) -> None:
     async with running_server(FakeService(), sock_path) as harness:
         conn = await harness.connect()

@@ -26,6 +26,7 @@ from .models import Job, JobState, Video
 __all__ = [
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_SYNC_TIMEOUT_S",
+    "MAX_ID",
     "MAX_PAGE_SIZE",
     "CatalogStats",
     "ErrorCode",
@@ -36,6 +37,7 @@ __all__ = [
     "JobGetParams",
     "JobsListParams",
     "JobsListResult",
+    "MalformedParamsError",
     "NoParams",
     "ParamsError",
     "ParsedLine",
@@ -72,6 +74,9 @@ DEFAULT_PAGE_SIZE: Final = 100
 MAX_PAGE_SIZE: Final = 1000
 DEFAULT_SYNC_TIMEOUT_S: Final = 60.0
 MAX_SYNC_TIMEOUT_S: Final = 3600.0
+# Job ids are SQLite INTEGER PRIMARY KEYs, which are signed 64-bit; a larger
+# number cannot name a job and would overflow the database binding.
+MAX_ID: Final = 2**63 - 1
 
 
 class ErrorCode(enum.IntEnum):
@@ -182,7 +187,7 @@ class ParsedLine(msgspec.Struct, frozen=True, kw_only=True):
 # Method parameters and results
 
 PageSize = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE_SIZE)]
-PositiveId = Annotated[int, msgspec.Meta(ge=1)]
+PositiveId = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 NonEmptyStr = Annotated[str, msgspec.Meta(min_length=1)]
 
 
@@ -407,6 +412,19 @@ class ParamsError(Exception):
     """Raised by :func:`decode_params` when params do not fit the method."""
 
 
+class MalformedParamsError(ParamsError):
+    """Raised by :func:`decode_params` when params are not valid JSON in UTF-8.
+
+    The envelope decoder keeps ``params`` as raw bytes, so a string in them
+    is only checked once the method's params are decoded. ``error`` is the
+    -32700 error to send.
+    """
+
+    def __init__(self, error: ErrorObject) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
 def make_error(
     code: ErrorCode | int, message: str, reason: str, **data: Any
 ) -> ErrorObject:
@@ -464,6 +482,8 @@ def decode_params(method: str, raw: msgspec.Raw, params_type: type[P]) -> P:
     Raises:
         ParamsError: the params are missing a field, have an unknown one, or a
             value of the wrong type or range; the message names the field.
+        MalformedParamsError: the params are not valid UTF-8 or are nested
+            too deeply.
     """
     data = bytes(raw).strip()
     if not data or data == b"null":
@@ -476,6 +496,10 @@ def decode_params(method: str, raw: msgspec.Raw, params_type: type[P]) -> P:
     except msgspec.ValidationError as exc:
         detail = str(exc).replace("`$", "`params")
         raise ParamsError(f"invalid params for '{method}': {detail}") from None
+    except RecursionError:
+        raise MalformedParamsError(_nesting_error().error) from None
+    except msgspec.DecodeError as exc:
+        raise MalformedParamsError(_parse_error(exc).error) from None
 
 
 def error_from_exception(exc: DaemonError) -> ErrorObject:

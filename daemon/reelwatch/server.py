@@ -41,6 +41,7 @@ from .protocol import (
     JobGetParams,
     JobsListParams,
     JobsListResult,
+    MalformedParamsError,
     NoParams,
     ParamsError,
     ParsedLine,
@@ -633,7 +634,7 @@ class _Connection:
         result: Any = None
         try:
             result = await self._call(entry)
-        except _RequestFailed as exc:
+        except (_RequestFailed, MalformedParamsError) as exc:
             error = exc.error
         except ParamsError as exc:
             error = make_error(
