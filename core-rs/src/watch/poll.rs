@@ -281,4 +281,31 @@ mod tests {
         assert!(!snapshot.contains_key(&dir.join("@eaDir")));
         assert!(!snapshot.contains_key(&dir.join("@eaDir/thumb.jpg")));
     }
+
+    #[test]
+    fn missing_root_is_one_error_reported_once() {
+        let root = std::env::temp_dir().join(format!("reelwatch-poll-gone-{}", std::process::id()));
+
+        let (snapshot, errors) = scan(&root, &|_: &Path| false);
+
+        assert!(snapshot.is_empty());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].0, root);
+        assert!(errors[0].1.contains("no such file"), "{errors:?}");
+        let mut reported = HashSet::new();
+        let first = error_observations(errors.clone(), &mut reported);
+        let again = error_observations(errors, &mut reported);
+        assert_eq!(first.len(), 1);
+        assert!(again.is_empty());
+        match &first[0] {
+            Observation::WatchError { path, message } => {
+                assert_eq!(path, &root);
+                assert!(
+                    message.starts_with("cannot poll this folder: "),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a watch error, got {other:?}"),
+        }
+    }
 }
