@@ -18,16 +18,18 @@ import pytest
 from reelwatch.__main__ import main
 from reelwatch.cli import (
     build_parser,
+    escape_control,
     format_duration,
     format_frame_rate,
     format_size,
+    format_status,
     format_table,
     resolve_socket_path,
 )
 from reelwatch.completion import COMMANDS
 from reelwatch.events import SyncTimeoutError
 from reelwatch.logs import configure_logging, reset_logging
-from reelwatch.models import JobState
+from reelwatch.models import JobState, RootState, RootStatus, Status, Video
 from rpc_doubles import FakeService, server_thread, short_socket_dir
 
 REPO = Path(__file__).resolve().parent.parent
@@ -85,11 +87,13 @@ class TestOutput:
         assert code == 0
         assert err == ""
         assert out.splitlines() == [
-            "version  0.1.0",
-            "idle     yes",
-            "videos   3",
-            "jobs     pending 0, running 0, complete 1, failed 1, timeout 0, "
+            "version   0.1.0",
+            "idle      yes",
+            "videos    3",
+            "jobs      pending 0, running 0, complete 1, failed 1, timeout 0, "
             "cancelled 0",
+            "settling  0",
+            "probes    0",
             "",
             "ROOT               STATE     ERROR",
             "/srv/media/movies  watching",
@@ -442,6 +446,116 @@ class TestSocketChoice:
         path = resolve_socket_path(None, None, environ)
 
         assert path == str(tmp_path / "reelwatch" / "reelwatch.sock")
+
+
+HOSTILE_NAME = "/srv/media/tv/a\x1b]0;owned\x07\nb\rc\td\u202ee\x9b.mkv"
+HOSTILE_SHOWN = "/srv/media/tv/a\\x1b]0;owned\\x07\\nb\\rc\\td\\u202ee\\x9b.mkv"
+
+
+class TestControlCharacters:
+    """File names with terminal controls are escaped in tables, exact in JSON."""
+
+    @pytest.fixture
+    def hostile(self, service: FakeService) -> FakeService:
+        service.add_video(
+            Video(id=50, path=HOSTILE_NAME, size=10, mtime_ns=0, error="bad\x1b[2J")
+        )
+        return service
+
+    def test_videos_table_escapes(
+        self, hostile: FakeService, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "videos")
+
+        assert code == 0
+        assert "\x1b" not in out
+        assert "\r" not in out
+        assert "\x9b" not in out
+        assert "\u202e" not in out
+        assert len(out.splitlines()) == 5
+        assert out.splitlines()[2].endswith(f"{HOSTILE_SHOWN}  (bad\\x1b[2J)")
+
+    def test_video_detail_escapes(
+        self, hostile: FakeService, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "video", HOSTILE_NAME)
+
+        assert code == 0
+        assert f"path        {HOSTILE_SHOWN}" in out.splitlines()
+        assert "\x1b" not in out
+
+    @pytest.mark.parametrize("option", ["--json", "--jsonl"])
+    def test_json_keeps_exact_name(
+        self,
+        hostile: FakeService,
+        served: Path,
+        capsys: pytest.CaptureFixture[str],
+        option: str,
+    ) -> None:
+        code, out, _ = run_cli(capsys, served, "videos", option)
+
+        assert code == 0
+        if option == "--json":
+            paths = [video["path"] for video in json.loads(out)["videos"]]
+        else:
+            paths = [json.loads(line)["path"] for line in out.splitlines()]
+        assert HOSTILE_NAME in paths
+
+    def test_error_message_escapes(
+        self, served: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, served, "video", "/etc/\x1b[31mred")
+
+        assert code == 1
+        assert "\x1b" not in err
+        assert "/etc/\\x1b[31mred" in err
+        assert len(err.splitlines()) == 1
+
+    def test_escape_control_keeps_printable(self) -> None:
+        assert (
+            escape_control("caf\u00e9 \u65e5\u672c.mkv") == "caf\u00e9 \u65e5\u672c.mkv"
+        )
+        assert escape_control("a\\b") == "a\\b"
+        assert escape_control("\x00\x7f") == "\\x00\\x7f"
+
+
+def degraded_status() -> Status:
+    return Status(
+        version="0.1.0",
+        idle=False,
+        roots=[
+            RootStatus(path="/srv/media/movies", state=RootState.WATCHING),
+            RootStatus(
+                path="/srv/media/usb", state=RootState.MISSING, error="not mounted"
+            ),
+        ],
+        jobs={"pending": 2},
+        videos=1200,
+        settling=3,
+        probes=45,
+        config_error="/etc/reelwatch/reelwatch.toml: unknown key 'scna'",
+        storage_error="database or disk is full",
+    )
+
+
+def test_status_table_shows_degraded_state() -> None:
+    lines = format_status(degraded_status()).splitlines()
+
+    assert lines == [
+        "version        0.1.0",
+        "idle           no",
+        "videos         1,200",
+        "jobs           pending 2",
+        "settling       3",
+        "probes         45",
+        "config error   /etc/reelwatch/reelwatch.toml: unknown key 'scna' "
+        "(old config kept)",
+        "storage error  database or disk is full",
+        "",
+        "ROOT               STATE     ERROR",
+        "/srv/media/movies  watching",
+        "/srv/media/usb     missing   not mounted",
+    ]
 
 
 class TestInstalledConfig:

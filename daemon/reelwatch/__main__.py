@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .cli import ExitCode, JobNotCompleted, run
+from .cli import ExitCode, JobNotCompleted, escape_control, run
 from .client import ClientError, DaemonNotRunning, RpcError, SubscriptionDropped
 from .errors import ConfigError, DaemonError
 
@@ -46,7 +46,8 @@ def _report(exc: BaseException) -> int:
     message = str(exc)
     if isinstance(exc, RpcError):
         message = f"{exc.message} (error {exc.code})"
-    sys.stderr.write(f"reelwatch: {message}\n")
+    # Messages can quote file names, which may hold terminal escape sequences.
+    sys.stderr.write(f"reelwatch: {escape_control(message)}\n")
 
     return code
 

@@ -32,6 +32,7 @@ __all__ = [
     "ExitCode",
     "JobNotCompleted",
     "build_parser",
+    "escape_control",
     "resolve_socket_path",
     "run",
 ]
@@ -45,6 +46,19 @@ DRAIN_TIMEOUT_S: Final = 30.0
 _POLL_START_S: Final = 0.1
 _POLL_MAX_S: Final = 1.0
 _PROGRESS_BAR_WIDTH: Final = 30
+# Characters that a terminal acts on instead of printing: C0 controls, DEL,
+# C1 controls (0x9b alone starts an escape sequence on some terminals), and
+# the Unicode bidirectional overrides and isolates, which reorder a line.
+_CONTROL_ESCAPES: Final[dict[int, str]] = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))},
+    **{
+        code: f"\\u{code:04x}"
+        for code in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    },
+    ord("\t"): "\\t",
+    ord("\n"): "\\n",
+    ord("\r"): "\\r",
+}
 
 
 class ExitCode(enum.IntEnum):
@@ -529,24 +543,30 @@ def _wait_for_job(
 def format_status(status: Status) -> str:
     """Format ``status`` as a short report with a table of roots."""
     counts = ", ".join(f"{state} {count}" for state, count in status.jobs.items())
-    summary = _key_values(
-        [
-            ("version", status.version),
-            ("idle", "yes" if status.idle else "no"),
-            ("videos", f"{status.videos:,}"),
-            ("jobs", counts or "-"),
-        ]
-    )
+    pairs = [
+        ("version", status.version),
+        ("idle", "yes" if status.idle else "no"),
+        ("videos", f"{status.videos:,}"),
+        ("jobs", counts or "-"),
+        ("settling", f"{status.settling:,}"),
+        ("probes", f"{status.probes:,}"),
+    ]
+    # The daemon keeps running in these states, so they are easy to miss:
+    # they come last, where the eye lands.
+    if status.config_error:
+        pairs.append(("config error", f"{status.config_error} (old config kept)"))
+    if status.storage_error:
+        pairs.append(("storage error", status.storage_error))
     rows = [[root.path, root.state.value, root.error or ""] for root in status.roots]
 
-    return summary + "\n\n" + format_table(["ROOT", "STATE", "ERROR"], rows)
+    return _key_values(pairs) + "\n\n" + format_table(["ROOT", "STATE", "ERROR"], rows)
 
 
 def format_queued(queued: ScanResult) -> str:
     """Format the result of ``scan`` without ``--wait``."""
     return (
-        f"queued job {queued.job_id}: scan {queued.path} ({queued.status.value}); "
-        f"follow it with 'reelwatch job {queued.job_id}'"
+        f"queued job {queued.job_id}: scan {escape_control(queued.path)} "
+        f"({queued.status.value}); follow it with 'reelwatch job {queued.job_id}'"
     )
 
 
@@ -612,7 +632,9 @@ def format_videos(videos: Sequence[Video], *, next_cursor: str | None = None) ->
     headers = ["SIZE", "DURATION", "RESOLUTION", "FPS", "VIDEO", "AUDIO", "PATH"]
     table = format_table(headers, rows, right_aligned={0, 1, 3})
     if next_cursor is not None:
-        table += f"\n(more videos: continue with --cursor {next_cursor})"
+        table += (
+            f"\n(more videos: continue with --cursor {escape_control(next_cursor)})"
+        )
 
     return table
 
@@ -672,7 +694,8 @@ def format_config(config: Mapping[str, Any], prefix: str = "") -> str:
         if isinstance(value, Mapping):
             lines.append(format_config(value, prefix=f"{name}."))
         else:
-            lines.append(f"{name} = {msgspec.json.encode(value).decode()}")
+            encoded = msgspec.json.encode(value).decode()
+            lines.append(escape_control(f"{name} = {encoded}"))
     return "\n".join(line for line in lines if line)
 
 
@@ -701,20 +724,21 @@ def format_notification(notification: Notification) -> str:
             detail += f" ({params['error']})"
     else:
         detail = msgspec.json.encode(params).decode()
-    return f"{stamp}  {topic:<13}  {detail}"
+    return escape_control(f"{stamp}  {topic:<13}  {detail}")
 
 
 def format_changes(changes: VideosListResult) -> str:
     """Format the result of ``videos --since``."""
+    cursor = escape_control(changes.cursor)
     if changes.fresh_instance:
         return (
             "the cursor is from an earlier daemon run or too old; list everything "
-            f"again with 'reelwatch videos' (new cursor: {changes.cursor})"
+            f"again with 'reelwatch videos' (new cursor: {cursor})"
         )
     rows = [["changed", video.path] for video in changes.videos]
     rows += [["removed", removed.path] for removed in changes.removed]
     table = format_table(["CHANGE", "PATH"], rows) if rows else "no changes"
-    return f"{table}\n(next: --since {changes.cursor})"
+    return f"{table}\n(next: --since {cursor})"
 
 
 def _video_summary(video: Video) -> str:
@@ -740,8 +764,12 @@ def format_table(
     *,
     right_aligned: set[int] | None = None,
 ) -> str:
-    """Align ``rows`` under ``headers`` with two spaces between columns."""
+    """Align ``rows`` under ``headers`` with two spaces between columns.
+
+    Control characters in cells are escaped (see :func:`escape_control`).
+    """
     right = right_aligned or set()
+    rows = [[escape_control(cell) for cell in row] for row in rows]
     widths = [len(header) for header in headers]
     for row in rows:
         widths = [
@@ -756,6 +784,18 @@ def format_table(
         return "  ".join(padded).rstrip()
 
     return "\n".join([line(headers), *(line(row) for row in rows)])
+
+
+def escape_control(text: str) -> str:
+    """Escape the characters a terminal would act on, for human-readable output.
+
+    A file name can contain any byte but ``/`` and NUL, so escape sequences
+    (title changes, cursor moves), carriage returns and newlines in a name
+    would otherwise reach the terminal or split a table row. They are shown
+    as ``\\x1b``, ``\\n``, ``\\r``, ``\\t`` or ``\\u202e``. A backslash in a
+    name is left as is, so ``--json`` is the way to read names exactly.
+    """
+    return text.translate(_CONTROL_ESCAPES)
 
 
 def format_size(size: int | None) -> str:
@@ -807,7 +847,8 @@ def _format_result(result: Mapping[str, Any]) -> list[str]:
         for error in errors:
             if isinstance(error, Mapping):
                 message = error.get("message") or error.get("error") or ""
-                lines.append(f"  {error.get('path', '?')}: {message}")
+                line = f"  {error.get('path', '?')}: {message}"
+                lines.append(escape_control(line))
 
     return lines
 
@@ -826,7 +867,7 @@ def _format_elapsed(started: float | None, finished: float | None) -> str:
 
 def _key_values(pairs: Sequence[tuple[str, str]]) -> str:
     width = max(len(key) for key, _ in pairs)
-    return "\n".join(f"{key:<{width}}  {value}" for key, value in pairs)
+    return "\n".join(f"{key:<{width}}  {escape_control(value)}" for key, value in pairs)
 
 
 def _to_json(value: Any) -> str:
