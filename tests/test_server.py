@@ -516,6 +516,38 @@ async def test_oversized_line_is_rejected_and_closed(sock_path: Path) -> None:
         assert after["result"] == "pong"
 
 
+PING = b'{"jsonrpc":"2.0","id":1,"method":"ping"}'
+
+
+@pytest.mark.parametrize("size", [1001, 2000, 60_000, 70_000])
+async def test_line_limit_is_exact_in_one_read(sock_path: Path, size: int) -> None:
+    async with running_server(FakeService(), sock_path, max_line_bytes=1000) as harness:
+        conn = await harness.connect()
+
+        await conn.send(PING.ljust(size) + b"\n")
+        error = await conn.receive_json()
+        closed = await conn.is_closed_by_server()
+
+        assert error["error"]["data"] == {"reason": "line_too_long", "limit": 1000}
+        assert closed
+
+
+@pytest.mark.parametrize("pieces", [1, 10])
+async def test_line_of_exactly_the_limit_is_answered(
+    sock_path: Path, pieces: int
+) -> None:
+    async with running_server(FakeService(), sock_path, max_line_bytes=1000) as harness:
+        conn = await harness.connect()
+        line = PING.ljust(1000) + b"\n"
+
+        for start in range(0, len(line), len(line) // pieces + 1):
+            await conn.send(line[start : start + len(line) // pieces + 1])
+            await anyio.sleep(0.01)
+        answer = await conn.receive_json()
+
+        assert answer["result"] == "pong"
+
+
 async def test_truncated_input_gets_parse_error(sock_path: Path) -> None:
     async with running_server(FakeService(), sock_path) as harness:
         conn = await harness.connect()

@@ -568,12 +568,22 @@ class _Connection:
 
     async def _read_line(self) -> bytes | None:
         """Return the next request line, or None when the connection should end."""
+        line = await self._read_raw_line()
+        # receive_until() checks its limit only while no newline is buffered,
+        # so a longer line that arrived in one read is returned whole.
+        if line is not None and len(line) > self._options.max_line_bytes:
+            await self._reject_line_too_long()
+            return None
+        return line
+
+    async def _read_raw_line(self) -> bytes | None:
+        # One byte more than the limit leaves room for the newline, so a line
+        # of exactly max_line_bytes that arrives in pieces is accepted.
+        max_bytes = self._options.max_line_bytes + 1
         while not self._at_eof:
             with anyio.move_on_after(self._options.idle_timeout_s):
                 try:
-                    return await self._reader.receive_until(
-                        b"\n", self._options.max_line_bytes
-                    )
+                    return await self._reader.receive_until(b"\n", max_bytes)
                 except anyio.IncompleteRead:
                     # The peer closed its sending side; a last line without a
                     # newline still counts, so `printf '{...}' | socat` works.
