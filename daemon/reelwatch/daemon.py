@@ -13,7 +13,7 @@ import random
 import signal
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import anyio
@@ -71,6 +71,11 @@ _RESTART_ONLY_SETTINGS = (
     "log_format",
 )
 _RESTART_ONLY_SCAN_SETTINGS = ("workers", "job_timeout_s", "watcher")
+
+# The longest wait for the watcher to set up its watches before the first
+# scans are queued anyway. Setting up walks every root, which can take a while
+# for a large library, and a stuck walk must not keep the scans from running.
+_WATCH_START_TIMEOUT_S = 60.0
 
 # The shortest time between two STATUS= messages to the service manager.
 _STATUS_MIN_INTERVAL_S = 2.0
@@ -190,14 +195,21 @@ class Daemon:
             async with anyio.create_task_group() as task_group:
                 await task_group.start(self._queue.run)
                 self._set_initial_root_states()
+                task_group.start_soon(self._settle.run)
+                # The first scans are queued once the roots are watched, so a
+                # file created while the watches are set up is not missed.
+                watching = anyio.Event()
+                task_group.start_soon(self._watch, stop_watching, watching)
+                with anyio.move_on_after(_WATCH_START_TIMEOUT_S) as waited:
+                    await watching.wait()
+                if waited.cancelled_caught:
+                    log.warning("watch_start_slow", timeout_s=_WATCH_START_TIMEOUT_S)
                 for root in self.config.allowed_scan_roots:
                     # A scan interrupted by the last stop already covers it.
                     if self._queue.has_unfinished(JobKind.SCAN, root):
                         continue
                     # A missing root is scanned too: that marks its entries offline.
                     await self._queue.submit(JobKind.SCAN, root)
-                task_group.start_soon(self._settle.run)
-                task_group.start_soon(self._watch, stop_watching)
                 task_group.start_soon(self._reconcile_periodically)
                 task_group.start_soon(_inject_watch_faults_on_signals)
                 if self._serve_control_socket:
@@ -240,8 +252,14 @@ class Daemon:
             if self._roots[root].state == RootState.MISSING:
                 log.warning("root_missing", root=root)
 
-    async def _watch(self, stop_event: anyio.Event) -> None:
-        """Run the watcher, and start it again on the new roots after a reload."""
+    async def _watch(self, stop_event: anyio.Event, watching: anyio.Event) -> None:
+        """Run the watcher, and start it again on the new roots after a reload.
+
+        ``watching`` is set once the first run has its watches in place. After
+        a restart every root is scanned again, because changes made while the
+        watcher was down sent no event.
+        """
+        on_ready: Callable[[], Awaitable[object]] = _set_event(watching)
         while not stop_event.is_set():
             # Each run has its own stop event, set by a reload (which ends
             # this run only) or by the daemon's stop_event (which ends all).
@@ -262,11 +280,16 @@ class Daemon:
             )
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(_set_when_either, stop_event, restart, run_stop)
-                await watcher.run(run_stop)
+                await watcher.run(run_stop, on_ready=on_ready)
                 task_group.cancel_scope.cancel()
             if not restart.is_set():
                 return
             log.info("watcher_restarted", roots=list(self.config.allowed_scan_roots))
+            on_ready = self._scan_every_root
+
+    async def _scan_every_root(self) -> None:
+        for root in self.config.allowed_scan_roots:
+            await self._queue.submit(JobKind.SCAN, root)
 
     def _set_root_status(self, status: RootStatus) -> None:
         if status.path in self._roots:
@@ -664,6 +687,13 @@ def _keep_restart_only_settings(old: Config, new: Config) -> Config:
     kept = {name: getattr(old, name) for name in _RESTART_ONLY_SETTINGS}
     scan = msgspec.structs.replace(new.scan, **kept_scan)
     return msgspec.structs.replace(new, scan=scan, **kept)
+
+
+def _set_event(event: anyio.Event) -> Callable[[], Awaitable[None]]:
+    async def set_event() -> None:
+        event.set()
+
+    return set_event
 
 
 async def _set_when_either(

@@ -271,8 +271,18 @@ class Watcher:
         self._on_root_status = on_root_status
         self._on_move = on_move
 
-    async def run(self, stop_event: anyio.Event) -> None:
-        """Consume batches until ``stop_event`` is set or the source ends."""
+    async def run(
+        self,
+        stop_event: anyio.Event,
+        *,
+        on_ready: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Consume batches until ``stop_event`` is set or the source ends.
+
+        ``on_ready`` is awaited once, after the first batch: the source sends
+        it when its watches are in place, so a scan queued then misses no
+        change.
+        """
         async for batch in self._source.watch(self._roots, stop_event):
             for status in batch.roots:
                 log.info("root_state", root=status.path, state=status.state.value)
@@ -280,6 +290,9 @@ class Watcher:
                 if status.state == RootState.MISSING:
                     # A scan of a missing root marks its entries offline.
                     await self._submit(status.path, recursive=True)
+            if on_ready is not None:
+                await on_ready()
+                on_ready = None
             for path in batch.rescan:
                 log.info("rescan_needed", path=path)
                 await self._submit(path, recursive=True)
