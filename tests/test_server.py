@@ -593,6 +593,44 @@ async def test_excess_connections_are_refused(sock_path: Path) -> None:
         assert after["result"] == "pong"
 
 
+async def test_closed_connection_frees_slot_at_once(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    async with running_server(service, sock_path, max_connections=2) as harness:
+        for _ in range(2):
+            gone = await harness.connect()
+            await gone.send_json(rpc("status", id=1))
+            await gone.aclose()
+        with anyio.fail_after(10):
+            await service.status_entered.wait()
+
+        # The status requests of the closed connections are still blocked.
+        fresh = await harness.connect()
+        answer = await fresh.request(rpc("ping", id=2))
+
+        assert answer == {"jsonrpc": "2.0", "id": 2, "result": "pong"}
+        assert harness.server.rejected_connections == 0
+        assert harness.server.active_connections == 1
+
+
+async def test_half_closed_connection_keeps_slot(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    async with running_server(service, sock_path, max_connections=1) as harness:
+        waiting = await harness.connect()
+        await waiting.send_json(rpc("status", id=1))
+        await waiting.stream.send_eof()
+        with anyio.fail_after(10):
+            await service.status_entered.wait()
+
+        refused = await (await harness.connect()).receive_json()
+        service.gate.set()
+        answer = await waiting.receive_json()
+
+        assert refused["error"]["data"]["reason"] == "too_many_connections"
+        assert answer["result"]["videos"] == 3
+
+
 async def test_many_idle_connections_leave_server_usable(sock_path: Path) -> None:
     async with running_server(FakeService(), sock_path, max_connections=128) as harness:
         idle = [await harness.connect() for _ in range(300)]

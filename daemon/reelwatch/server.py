@@ -7,6 +7,7 @@ import errno
 import grp
 import os
 import pwd
+import select
 import socket
 import stat
 import struct
@@ -412,15 +413,15 @@ class ControlServer:
             else _lookup_gid(self.options.group, "socket.group")
         )
         self._listen_socket = listen_socket
-        self._connections = 0
+        self._open: set[_Connection] = set()
         self._next_connection_id = 1
         self.accepted_connections = 0
         self.rejected_connections = 0
 
     @property
     def active_connections(self) -> int:
-        """The number of connections being served now."""
-        return self._connections
+        """The number of open connections, which count against the limit."""
+        return len(self._open)
 
     async def serve(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -478,24 +479,37 @@ class ControlServer:
                 await anyio.sleep(_ACCEPT_BACKOFF_S)
                 continue
 
-            if self._connections >= self.options.max_connections:
+            if len(self._open) >= self.options.max_connections:
+                self._release_hung_up()
+            if len(self._open) >= self.options.max_connections:
                 self.rejected_connections += 1
                 await self._reject_connection(stream)
                 continue
             self.accepted_connections += 1
-            connection_id = self._next_connection_id
+            connection = _Connection(self, stream, self._next_connection_id)
             self._next_connection_id += 1
-            self._connections += 1
-            task_group.start_soon(self._serve_connection, stream, connection_id)
+            self._open.add(connection)
+            task_group.start_soon(self._serve_connection, stream, connection)
 
     async def _serve_connection(
-        self, stream: anyio.abc.SocketStream, connection_id: int
+        self, stream: anyio.abc.SocketStream, connection: _Connection
     ) -> None:
         try:
             async with stream:
-                await _Connection(self, stream, connection_id).run()
+                await connection.run()
         finally:
-            self._connections -= 1
+            self.release(connection)
+
+    def release(self, connection: _Connection) -> None:
+        """Stop counting ``connection`` against ``max_connections``."""
+        self._open.discard(connection)
+
+    def _release_hung_up(self) -> None:
+        # Clients that closed may not have been read from yet when many
+        # connect at once, so their slots are checked before refusing one.
+        for connection in list(self._open):
+            if connection.is_hung_up():
+                connection.abandon()
 
     async def _reject_connection(self, stream: anyio.abc.SocketStream) -> None:
         limit = self.options.max_connections
@@ -546,6 +560,25 @@ class _Connection:
             peer_uid=None if self._peer is None else self._peer.uid,
         )
 
+    def is_hung_up(self) -> bool:
+        """Tell whether the peer closed both directions, not just its sending side."""
+        sock = self._stream.extra(anyio.abc.SocketAttribute.raw_socket)
+        if sock.fileno() < 0:
+            return True
+        poller = select.poll()
+        poller.register(sock, select.POLLHUP)
+        return any(events & select.POLLHUP for _, events in poller.poll(0))
+
+    def abandon(self) -> None:
+        """End a connection whose peer is gone, with the requests it still runs.
+
+        Nobody can read their responses, and the slot is released at once
+        rather than when the requests would have finished.
+        """
+        self._log.debug("connection_hung_up", in_flight=self._in_flight)
+        self._server.release(self)
+        self._scope.cancel()
+
     async def run(self) -> None:
         self._log.debug("connection_opened")
         try:
@@ -587,7 +620,11 @@ class _Connection:
                 except anyio.IncompleteRead:
                     # The peer closed its sending side; a last line without a
                     # newline still counts, so `printf '{...}' | socat` works.
+                    # A peer that closed both sides cannot read an answer.
                     self._at_eof = True
+                    if self.is_hung_up():
+                        self.abandon()
+                        return None
                     rest = self._reader.buffer
                     return rest if rest.strip() else None
                 except anyio.DelimiterNotFound:
