@@ -352,6 +352,29 @@ class TestExitCodes:
         assert exited.value.code == 2
         assert "usage: reelwatch" in capsys.readouterr().err
 
+    @pytest.mark.parametrize(
+        ("args", "message"),
+        [
+            (["scan", ""], "path must not be empty"),
+            (["video", ""], "path must not be empty"),
+            (["videos", "--under", ""], "path must not be empty"),
+            (["status", "--sync", "--sync-timeout", "1e9"], "at most 3600 seconds"),
+            (["videos", "--sync-timeout", "inf"], "at most 3600 seconds"),
+        ],
+    )
+    def test_argument_bounds_exit_2(
+        self,
+        sock_path: Path,
+        capsys: pytest.CaptureFixture[str],
+        args: list[str],
+        message: str,
+    ) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["--socket", str(sock_path), *args])
+
+        assert exited.value.code == 2
+        assert message in capsys.readouterr().err
+
     def test_bad_config_exits_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:

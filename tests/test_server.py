@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import grp
+import io
+import json
 import os
 import shutil
 import socket
@@ -19,6 +21,7 @@ import pytest
 
 from reelwatch.errors import ConfigError, ControlSocketError
 from reelwatch.events import SyncTimeoutError
+from reelwatch.logs import configure_logging, reset_logging
 from reelwatch.models import Video
 from reelwatch.server import (
     AccessPolicy,
@@ -666,6 +669,50 @@ async def test_requests_in_flight_limit(sock_path: Path) -> None:
         assert status["id"] == 1
         assert status["result"]["videos"] == 3
         assert after["result"] == "pong"
+
+
+async def test_busy_rejections_are_logged_once(sock_path: Path) -> None:
+    service = FakeService()
+    service.gate = anyio.Event()
+    log_stream = io.StringIO()
+    configure_logging("warning", "json", stream=log_stream)
+    try:
+        async with running_server(
+            service, sock_path, max_requests_in_flight=1
+        ) as harness:
+            conn = await harness.connect()
+            await conn.send_json(rpc("status", id=1))
+            with anyio.fail_after(10):
+                await service.status_entered.wait()
+            for request_id in range(2, 12):
+                await conn.request(rpc("ping", id=request_id))
+            service.gate.set()
+            await conn.receive_json()
+            await conn.aclose()
+            await wait_until(lambda: harness.server.active_connections == 0)
+    finally:
+        reset_logging()
+    events = [json.loads(line) for line in log_stream.getvalue().splitlines()]
+
+    rejected = [e for e in events if e["event"] == "request_rejected"]
+    summaries = [e for e in events if e["event"] == "requests_rejected"]
+    assert len(rejected) == 1
+    assert len(summaries) == 1
+    assert summaries[0]["count"] == 10
+    assert summaries[0]["reason"] == "too_many_requests"
+
+
+async def test_video_get_sync_missing_names_no_sync(sock_path: Path) -> None:
+    async with running_server(FakeService(), sock_path) as harness:
+        conn = await harness.connect()
+        path = "/srv/media/tv/missing.mkv"
+
+        answer = await conn.request(rpc("video.get", {"path": path, "sync": True}))
+
+        assert answer["error"]["code"] == -32002
+        assert "after a sync scan" in answer["error"]["message"]
+        assert "retry with sync" not in answer["error"]["message"]
+        assert path in answer["error"]["message"]
 
 
 async def test_pipelined_requests_all_answered(sock_path: Path) -> None:

@@ -21,6 +21,7 @@ from .completion import SHELLS, TOPICS, completion_script
 from .models import Job, JobState, Status, Video
 from .protocol import (
     MAX_PAGE_SIZE,
+    MAX_SYNC_TIMEOUT_S,
     CatalogStats,
     ScanResult,
     VideosListResult,
@@ -124,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     ping.set_defaults(handler=_ping)
 
     scan = commands.add_parser("scan", parents=[common], help="queue a scan of PATH")
-    scan.add_argument("path", metavar="PATH", help="a file or folder in a root")
+    scan.add_argument(
+        "path", type=_path, metavar="PATH", help="a file or folder in a root"
+    )
     scan.add_argument(
         "--no-recursive",
         dest="recursive",
@@ -144,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         "rescan", parents=[common], help="queue a full scan of one root or all"
     )
     rescan.add_argument(
-        "root", metavar="ROOT", nargs="?", help="an allowed scan root (default: all)"
+        "root",
+        type=_path,
+        metavar="ROOT",
+        nargs="?",
+        help="an allowed scan root (default: all)",
     )
     rescan.set_defaults(handler=_rescan)
 
@@ -172,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(handler=_list_jobs)
 
     videos = commands.add_parser("videos", parents=[common], help="list the catalog")
-    videos.add_argument("--under", metavar="PATH", help="only videos below PATH")
+    videos.add_argument(
+        "--under", type=_path, metavar="PATH", help="only videos below PATH"
+    )
     videos.add_argument(
         "--limit",
         type=_positive_int,
@@ -194,12 +203,16 @@ def build_parser() -> argparse.ArgumentParser:
     video = commands.add_parser(
         "video", parents=[common], help="show the catalog entry of one file"
     )
-    video.add_argument("path", metavar="PATH", help="a video file in a root")
+    video.add_argument(
+        "path", type=_path, metavar="PATH", help="a video file in a root"
+    )
     _add_sync_options(video)
     video.set_defaults(handler=_show_video)
 
     stats = commands.add_parser("stats", parents=[common], help="show catalog totals")
-    stats.add_argument("--under", metavar="PATH", help="only videos below PATH")
+    stats.add_argument(
+        "--under", type=_path, metavar="PATH", help="only videos below PATH"
+    )
     stats.set_defaults(handler=_show_stats)
 
     metrics = commands.add_parser(
@@ -1011,9 +1024,10 @@ def _add_sync_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--sync-timeout",
-        type=_positive_float,
+        type=_sync_timeout,
         metavar="SECONDS",
-        help="with --sync: give up after SECONDS (default 60); exit status 5",
+        help="with --sync: give up after SECONDS, at most "
+        f"{MAX_SYNC_TIMEOUT_S:g} (default 60); exit status 5",
     )
 
 
@@ -1034,6 +1048,22 @@ def _page_size(text: str) -> int:
     if value > MAX_PAGE_SIZE:
         raise argparse.ArgumentTypeError(
             f"expected a number <= {MAX_PAGE_SIZE}, got {value}"
+        )
+    return value
+
+
+def _path(text: str) -> str:
+    # Made absolute later, an empty string would become the working folder.
+    if not text:
+        raise argparse.ArgumentTypeError("path must not be empty")
+    return text
+
+
+def _sync_timeout(text: str) -> float:
+    value = _positive_float(text)
+    if value > MAX_SYNC_TIMEOUT_S:
+        raise argparse.ArgumentTypeError(
+            f"expected at most {MAX_SYNC_TIMEOUT_S:g} seconds, got {text}"
         )
     return value
 

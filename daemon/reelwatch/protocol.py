@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_SYNC_TIMEOUT_S",
     "MAX_ID",
     "MAX_PAGE_SIZE",
+    "MAX_SYNC_TIMEOUT_S",
     "CatalogStats",
     "ErrorCode",
     "ErrorObject",

@@ -28,6 +28,7 @@ from .errors import (
     ControlSocketError,
     DaemonError,
     InvalidParamsError,
+    NotFoundError,
     PermissionDeniedError,
 )
 from .events import Subscription, SubscriptionDropped
@@ -332,9 +333,18 @@ async def _videos_list(service: Service, params: VideosListParams) -> VideosList
 
 async def _video_get(service: Service, params: VideoGetParams) -> Video:
     path = path_from_wire(params.path, params.path_bytes_b64, name="path")
-    return await service.get_video(
-        path, sync=params.sync, sync_timeout_s=params.sync_timeout_s
-    )
+    try:
+        return await service.get_video(
+            path, sync=params.sync, sync_timeout_s=params.sync_timeout_s
+        )
+    except NotFoundError:
+        if not params.sync:
+            raise
+        # The service's message advises a sync, which was just done.
+        raise NotFoundError(
+            f"no catalog entry for {path!r} after a sync scan of it: it does not "
+            "exist, has no video extension, or is ignored; check the path with ls"
+        ) from None
 
 
 async def _stats(service: Service, params: StatsParams) -> CatalogStats:
@@ -544,6 +554,9 @@ class _Connection:
         self._send_lock = anyio.Lock()
         self._scope = anyio.CancelScope()
         self._in_flight = 0
+        # Requests rejected for the in-flight limit; only the first is logged
+        # at once, so one client cannot flood the log.
+        self._busy_rejections = 0
         self._at_eof = False
         self._may_control: bool | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
@@ -597,6 +610,12 @@ class _Connection:
                         self._subscription.finish()
         finally:
             self._close_subscription()
+            if self._busy_rejections > 1:
+                self._log.warning(
+                    "requests_rejected",
+                    reason="too_many_requests",
+                    count=self._busy_rejections,
+                )
         self._log.debug("connection_closed")
 
     async def _read_line(self) -> bytes | None:
@@ -823,7 +842,14 @@ class _Connection:
 
     async def _reject_busy(self, parsed: ParsedLine) -> None:
         limit = self._options.max_requests_in_flight
-        self._log.warning("request_rejected", reason="too_many_requests", limit=limit)
+        self._busy_rejections += 1
+        if self._busy_rejections == 1:
+            self._log.warning(
+                "request_rejected",
+                reason="too_many_requests",
+                limit=limit,
+                note="further rejections are counted until the connection closes",
+            )
         error = make_error(
             ErrorCode.LIMIT_EXCEEDED,
             f"too many requests in flight on this connection (limit {limit}); "
