@@ -122,4 +122,16 @@ mod tests {
         let err = cursor.u16_be().unwrap_err();
         assert!(err.message().contains("test box is too short"), "{err}");
     }
+
+    #[test]
+    fn reads_both_byte_orders_and_24_bit_values() {
+        let mut cursor =
+            ByteCursor::new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 0xFF, 0xFF, 0xFF, 0xFE], "box");
+
+        assert_eq!(cursor.u24_be().unwrap(), 0x01_0203);
+        assert_eq!(cursor.u16_le().unwrap(), 0x0504);
+        assert_eq!(cursor.u32_le().unwrap(), 0x0908_0706);
+        assert_eq!(cursor.i32_be().unwrap(), -2);
+        assert_eq!(cursor.position(), 13);
+    }
 }

@@ -595,6 +595,64 @@ mod tests {
         probe(&mut reader)
     }
 
+    #[test]
+    fn video_tags_give_codec_and_size() {
+        // VP6 keyframe: size adjustment byte 0x00, then 9 rows and 10 columns.
+        let vp6 = read_video(&[0x14, 0x00, 0x00, 0x00, 0x00, 0x00, 9, 10]);
+        assert_eq!(vp6.codec, Some("vp6f"));
+        assert_eq!((vp6.width, vp6.height), (Some(160), Some(144)));
+        // VP6 with alpha skips 3 bytes of alpha offset first.
+        let vp6a = read_video(&[0x15, 0x00, 0, 0, 0, 0x00, 0x00, 0x00, 0x00, 9, 10]);
+        assert_eq!(vp6a.codec, Some("vp6a"));
+        assert_eq!(vp6a.width, Some(160));
+        // An interframe carries no size, and neither does an AVC NAL unit tag.
+        assert_eq!(read_video(&[0x24, 0x00, 0x80, 0, 0, 0]).width, None);
+        assert!(!read_video(&[0x17, 0x01, 0, 0, 0]).complete);
+        for (codec_id, codec) in [(3, "flashsv"), (6, "flashsv2")] {
+            let info = read_video(&[0x10 | codec_id, 0]);
+            assert_eq!(info.codec, Some(codec));
+            assert!(info.complete);
+        }
+        // Sorenson picture sizes from the 3-bit size code.
+        for (code, size) in [
+            (2u8, (352, 288)),
+            (3, (176, 144)),
+            (4, (128, 96)),
+            (5, (320, 240)),
+            (6, (160, 120)),
+        ] {
+            // 17-bit start code 1, 5-bit version, 8-bit reference, then the
+            // 3-bit code in bits 30 to 32.
+            let header = [0x00, 0x00, 0x80, code >> 1, (code & 1) << 7];
+            assert_eq!(sorenson_size(&header), Some(size), "{code}");
+        }
+        assert_eq!(sorenson_size(&[0xFF, 0, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn audio_tags_give_codec_rate_and_channels() {
+        let cases = [
+            (0x00, "pcm_u8", 5512, 1),
+            (0x0F, "pcm_s16le", 44100, 2),
+            (0x19, "adpcm_swf", 22050, 2),
+            (0x4C, "nellymoser", 16000, 1),
+            (0x5C, "nellymoser", 8000, 1),
+            (0x70, "pcm_alaw", 5512, 1),
+            (0x80, "pcm_mulaw", 5512, 1),
+            (0xB2, "speex", 16000, 1),
+            (0xE3, "mp3", 8000, 2),
+        ];
+        for (flags, codec, rate, channels) in cases {
+            let info = read_audio(&[flags, 0]);
+
+            assert_eq!(info.codec, Some(codec), "{flags:#x}");
+            assert_eq!(info.sample_rate, Some(rate), "{flags:#x}");
+            assert_eq!(info.channels, Some(channels), "{flags:#x}");
+        }
+        // An AAC raw frame (packet type 1) does not complete the audio info.
+        assert!(!read_audio(&[0xAF, 0x01, 0x12, 0x10]).complete);
+    }
+
     /// Reads `body` as an `onMetaData` object and returns what it kept.
     fn read_properties(body: &[u8]) -> (Option<()>, Metadata) {
         let mut metadata = Metadata::default();
