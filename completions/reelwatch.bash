@@ -26,7 +26,7 @@ _reelwatch() {
     case "$command" in
         serve)
             if [[ "$cur" == -* ]]; then
-                COMPREPLY=($(compgen -W "--socket --config --json --jsonl --help" -- "$cur"))
+                COMPREPLY=($(compgen -W "--config --help" -- "$cur"))
             else
                 COMPREPLY=()
             fi ;;

@@ -375,6 +375,16 @@ class TestExitCodes:
         assert exited.value.code == 2
         assert message in capsys.readouterr().err
 
+    def test_serve_takes_only_config(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["serve", "--help"])
+        help_text = capsys.readouterr().out
+
+        assert exited.value.code == 0
+        assert "--config" in help_text
+        assert "--json" not in help_text
+        assert "--socket" not in help_text
+
     def test_bad_config_exits_2(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -862,6 +872,9 @@ def test_completion_knows_every_command() -> None:
             if option.startswith("--")
         }
         common = {"--help", "--socket", "--config", "--json", "--jsonl"}
+        if name == "serve":
+            common = {"--help", "--config"}
+            assert options >= common, name
         assert options - common == set(COMMANDS[name]), name
 
 

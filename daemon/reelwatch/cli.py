@@ -108,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_options(parser, default=None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # serve reads its socket from the configuration and prints only logs, so
+    # it takes --config alone.
+    serve_common = argparse.ArgumentParser(add_help=False)
+    _add_config_option(serve_common, default=argparse.SUPPRESS)
     serve = commands.add_parser(
-        "serve", parents=[common], help="run the daemon in the foreground"
+        "serve", parents=[serve_common], help="run the daemon in the foreground"
     )
     serve.set_defaults(handler=None)
 
@@ -993,13 +997,7 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         "configuration's socket_path or state_dir, then "
         "$XDG_RUNTIME_DIR/reelwatch/reelwatch.sock or /run/reelwatch/reelwatch.sock)",
     )
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        default=default,
-        help="the configuration file (default: $REELWATCH_CONFIG, then "
-        "~/.config/reelwatch/reelwatch.toml, then /etc/reelwatch/reelwatch.toml)",
-    )
+    _add_config_option(parser, default=default)
     parser.add_argument(
         "--json",
         action="store_true",
@@ -1012,6 +1010,16 @@ def _add_common_options(parser: argparse.ArgumentParser, *, default: Any) -> Non
         default=argparse.SUPPRESS if default is argparse.SUPPRESS else False,
         help="print JSON Lines: one compact JSON value per line, one line per "
         "video, job or event",
+    )
+
+
+def _add_config_option(parser: argparse.ArgumentParser, *, default: Any) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        default=default,
+        help="the configuration file (default: $REELWATCH_CONFIG, then "
+        "~/.config/reelwatch/reelwatch.toml, then /etc/reelwatch/reelwatch.toml)",
     )
 
 

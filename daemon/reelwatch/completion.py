@@ -34,6 +34,8 @@ COMMANDS: Final[dict[str, tuple[str, ...]]] = {
     "completion": (),
 }
 COMMON_OPTIONS: Final = ("--socket", "--config", "--json", "--jsonl", "--help")
+# serve prints no results and reads its socket from the configuration.
+SERVE_OPTIONS: Final = ("--config", "--help")
 JOB_STATES: Final = ("pending", "running", "complete", "failed", "timeout", "cancelled")
 TOPICS: Final = (
     "job.updated",
@@ -182,7 +184,12 @@ def _bash_script() -> str:
         cases.append(
             _BASH_CASE.format(
                 command=command,
-                options=" ".join((*options, *COMMON_OPTIONS)),
+                options=" ".join(
+                    (
+                        *options,
+                        *(SERVE_OPTIONS if command == "serve" else COMMON_OPTIONS),
+                    )
+                ),
                 words=words,
             )
         )
@@ -209,6 +216,11 @@ def _zsh_script() -> str:
         ]
         if command in _ZSH_ARGUMENTS:
             specs.append(_ZSH_ARGUMENTS[command])
-        arguments = " ".join(["$common", *specs])
+        common = (
+            "'--config[configuration file]:file:_files'"
+            if command == "serve"
+            else "$common"
+        )
+        arguments = " ".join([common, *specs])
         cases.append(f"                {command}) _arguments {arguments} ;;")
     return _ZSH.format(descriptions=descriptions, cases="\n".join(cases))
