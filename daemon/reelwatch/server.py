@@ -585,7 +585,7 @@ class _Connection:
     def abandon(self) -> None:
         """End a connection whose peer is gone, with the requests it still runs.
 
-        Nobody can read their responses, and the slot is released at once
+        The peer can no longer read the responses, and the slot is released at once
         rather than when the requests would have finished.
         """
         self._log.debug("connection_hung_up", in_flight=self._in_flight)
@@ -639,7 +639,7 @@ class _Connection:
                 except anyio.IncompleteRead:
                     # The peer closed its sending side; a last line without a
                     # newline still counts, so `printf '{...}' | socat` works.
-                    # A peer that closed both sides cannot read an answer.
+                    # A peer that closed both sides cannot read a response.
                     self._at_eof = True
                     if self.is_hung_up():
                         self.abandon()
