@@ -260,16 +260,6 @@ def test_scan_survives_eio(
     assert [root["state"] for root in status["roots"]] == ["watching"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "an incremental scan skips every file whose size, mtime, ctime, inode "
-        "and device equal the catalog's, also one whose entry holds an io "
-        "error, so an error from a disk that has since recovered stays in the "
-        "catalog until the file itself changes"
-    ),
-)
 def test_rescan_clears_io_error_after_repair(
     failing_disk: FailingDisk, media: Path, tmp_path: Path
 ) -> None:

@@ -647,11 +647,7 @@ class Scanner:
         for entry in files:
             state = known.get(entry.path)
             identity = _Identity(*entry[1:])
-            if (
-                state is not None
-                and identity == _identity_of(state)
-                and not _is_waiting_incomplete(state, identity)
-            ):
+            if state is not None and _is_up_to_date(state, identity):
                 result.skipped += 1
             else:
                 to_probe.append(entry)
@@ -713,9 +709,7 @@ class Scanner:
                 if stored is not None:
                     state = _state_of(stored)
                     identity = _Identity(*entry[1:])
-                    if identity == _identity_of(state) and not _is_waiting_incomplete(
-                        state, identity
-                    ):
+                    if _is_up_to_date(state, identity):
                         self._in_flight.discard(entry.path)
                         result.skipped += 1
                         continue
@@ -859,6 +853,21 @@ def _completeness(probe: ProbeResult, is_incomplete: bool) -> bool | None:
     if probe.ok:
         return probe.complete
     return None
+
+
+# Errors that come from the disk or the core rather than from the file's
+# content: a repaired disk or a fixed bug leaves the file unchanged, so these
+# entries are probed again on every scan instead of only when the file changes.
+RETRIED_ERROR_KINDS = frozenset({"io", "internal"})
+
+
+def _is_up_to_date(state: FileState, identity: _Identity) -> bool:
+    """Tell whether the entry describes the file on disk and needs no probe."""
+    return (
+        identity == _identity_of(state)
+        and not _is_waiting_incomplete(state, identity)
+        and state.error_kind not in RETRIED_ERROR_KINDS
+    )
 
 
 def _is_waiting_incomplete(state: FileState | None, identity: _Identity) -> bool:
