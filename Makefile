@@ -12,7 +12,7 @@ RUST_SOURCES := $(shell find core-rs/src -name '*.rs') Cargo.toml core-rs/Cargo.
 STAMP := $(VENV)/.reelwatch-built
 
 .PHONY: all build run test lint lint-python lint-rust test-rust test-python bench \
-	install install-user uninstall check-units clean
+	coverage install install-user uninstall check-units clean
 
 all: build
 
@@ -51,6 +51,18 @@ test-python: build
 	$(BIN)/pytest
 
 test: lint test-rust test-python check-units
+
+# Line coverage of the pure-Rust library (`cargo test`, no python feature).
+# tarpaulin's llvm engine reads the profiles of rustc's own instrumentation,
+# so it needs no llvm-tools; see docs/coverage.md.
+TARPAULIN_VERSION := 0.37.5
+COVERAGE_MIN ?= 90
+
+coverage:
+	command -v cargo-tarpaulin >/dev/null || \
+		cargo install --locked cargo-tarpaulin --version $(TARPAULIN_VERSION)
+	cargo tarpaulin --engine llvm --skip-clean --target-dir target/tarpaulin \
+		--exclude-files 'core-rs/fuzz/*' --out Stdout --fail-under $(COVERAGE_MIN)
 
 bench: build
 	$(BIN)/python benchmarks/run.py
