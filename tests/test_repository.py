@@ -242,6 +242,20 @@ class TestVideos:
         assert (state.inode, state.device) == (3, 4)
         assert state.complete is False
 
+    async def test_file_states_at_given_paths(self, repository: Repository) -> None:
+        await repository.upsert_videos(
+            [video("/media/a.mp4"), video("/media/z.mp4"), video("/other/b.mp4")]
+        )
+        # More paths than one query takes, so the lookup runs in chunks.
+        absent = [f"/media/missing-{index:04d}.mp4" for index in range(600)]
+
+        states = await repository.file_states_at(
+            ["/media/z.mp4", *absent, "/media/a.mp4", "/media/a.mp4"]
+        )
+
+        assert sorted(states) == ["/media/a.mp4", "/media/z.mp4"]
+        assert states["/media/z.mp4"].size == 100
+
 
 class TestJobs:
     async def test_insert_assigns_increasing_ids(self, repository: Repository) -> None:

@@ -373,6 +373,9 @@ class PublishingRepository:
     async def file_states(self, under: str) -> dict[str, FileState]:
         return await self.inner.file_states(under)
 
+    async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
+        return await self.inner.file_states_at(paths)
+
     async def upsert_videos(self, videos: Sequence[Video]) -> None:
         publish = self._bus.wants(("video.added", "video.updated"))
         existed: set[str] = set()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 import os
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -84,6 +85,10 @@ class Repository(Protocol):
 
     async def file_states(self, under: str) -> dict[str, FileState]:
         """Return the state of every entry at or under ``under``, keyed by path."""
+        ...
+
+    async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
+        """Return the states of the entries at ``paths``, keyed by path."""
         ...
 
     async def upsert_videos(self, videos: Sequence[Video]) -> None:
@@ -362,6 +367,10 @@ _VIDEO_COLUMNS = (
     "probed_at",
 )
 _VIDEO_SELECT = "SELECT id, path, " + ", ".join(_VIDEO_COLUMNS) + " FROM videos"
+_STATE_SELECT = (
+    "SELECT path, size, mtime_ns, ctime_ns, inode, device, complete, "
+    "error_kind, fingerprint FROM videos"
+)
 _VIDEO_UPSERT = (
     "INSERT INTO videos (path, "
     + ", ".join(_VIDEO_COLUMNS)
@@ -576,8 +585,11 @@ class SQLiteRepository:
                 db = self._connection()
                 try:
                     await db.execute("BEGIN IMMEDIATE")
-                    for sql, params in statements:
-                        cursor = await db.execute(sql, params)
+                    # Each call crosses to the connection's thread and back,
+                    # so a run of one statement goes as one executemany;
+                    # its rowcount is the sum over the run.
+                    for sql, run in itertools.groupby(statements, key=_sql_of):
+                        cursor = await db.executemany(sql, [p for _, p in run])
                         changed += max(cursor.rowcount, 0)
                         await cursor.close()
                     await db.execute("COMMIT")
@@ -622,25 +634,20 @@ class SQLiteRepository:
 
     async def file_states(self, under: str) -> dict[str, FileState]:
         where, params = _under_clause(under)
-        rows = await self._fetchall(
-            "SELECT path, size, mtime_ns, ctime_ns, inode, device, complete, "
-            f"error_kind, fingerprint FROM videos WHERE {where}",
-            params,
-        )
-        states = {}
-        for row in rows:
-            (path, size, mtime_ns, ctime_ns, inode, device) = row[:6]
-            (complete, kind, fingerprint) = row[6:]
-            states[os.fsdecode(path)] = FileState(
-                size,
-                mtime_ns,
-                ctime_ns,
-                _from_int64(inode),
-                _from_int64(device),
-                None if complete is None else bool(complete),
-                kind,
-                fingerprint,
+        rows = await self._fetchall(f"{_STATE_SELECT} WHERE {where}", params)
+        return _states_from_rows(rows)
+
+    async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
+        states: dict[str, FileState] = {}
+        keys = sorted({_encode_path(path) for path in paths})
+        # Stay below SQLite's default limit of 32,766 host parameters.
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            rows = await self._fetchall(
+                f"{_STATE_SELECT} WHERE path IN ({marks})", chunk
             )
+            states.update(_states_from_rows(rows))
         return states
 
     async def upsert_videos(self, videos: Sequence[Video]) -> None:
@@ -938,6 +945,28 @@ _ERROR_HINTS = {
 }
 
 
+def _sql_of(statement: tuple[str, Sequence[Any]]) -> str:
+    return statement[0]
+
+
+def _states_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, FileState]:
+    states = {}
+    for row in rows:
+        (path, size, mtime_ns, ctime_ns, inode, device) = row[:6]
+        (complete, kind, fingerprint) = row[6:]
+        states[os.fsdecode(path)] = FileState(
+            size,
+            mtime_ns,
+            ctime_ns,
+            _from_int64(inode),
+            _from_int64(device),
+            None if complete is None else bool(complete),
+            kind,
+            fingerprint,
+        )
+    return states
+
+
 def _under_clause(under: str) -> tuple[str, list[Any]]:
     dir_bytes = _directory_prefix(under)
     if dir_bytes == b"/":
@@ -997,8 +1026,16 @@ class MemoryRepository:
 
     async def file_states(self, under: str) -> dict[str, FileState]:
         self._check_open()
+        return self._states(self._under(under))
+
+    async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
+        self._check_open()
+        keys = {_encode_path(path) for path in paths}
+        return self._states(sorted(key for key in keys if key in self._videos))
+
+    def _states(self, keys: Iterable[bytes]) -> dict[str, FileState]:
         states = {}
-        for key in self._under(under):
+        for key in keys:
             video = self._videos[key]
             states[video.path] = FileState(
                 video.size,
