@@ -64,8 +64,14 @@ class FakeCore:
         return [path for batch in self.probed for path in batch]
 
     async def probe(
-        self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+        self,
+        paths: Sequence[str],
+        *,
+        roots: Sequence[str] | None = None,
+        fingerprint: bool = False,
     ) -> list[ProbeResult]:
+        # Like a core without stat_after, so the scanner stats and
+        # fingerprints these files itself.
         self.probed.append(list(paths))
         return await anyio.to_thread.run_sync(_probe_all, paths)
 

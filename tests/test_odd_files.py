@@ -172,9 +172,11 @@ class DeletingCore(RustCore):
         super().__init__(core._core)
         self.victim = victim
 
-    async def probe(self, paths: Any, *, roots: Any = None) -> list[ProbeResult]:
+    async def probe(
+        self, paths: Any, *, roots: Any = None, fingerprint: bool = False
+    ) -> list[ProbeResult]:
         self.victim.unlink(missing_ok=True)
-        return await super().probe(paths, roots=roots)
+        return await super().probe(paths, roots=roots, fingerprint=fingerprint)
 
 
 @pytest.mark.anyio

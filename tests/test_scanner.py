@@ -459,7 +459,11 @@ class TestSettling:
 
         class GrowingCore(FakeCore):
             async def probe(
-                self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+                self,
+                paths: Sequence[str],
+                *,
+                roots: Sequence[str] | None = None,
+                fingerprint: bool = False,
             ) -> list[ProbeResult]:
                 results = await super().probe(paths, roots=roots)
                 with path.open("ab") as stream:

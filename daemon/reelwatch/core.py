@@ -73,6 +73,11 @@ class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
     audio_streams: int = 0
     subtitle_streams: int = 0
     complete: bool = True
+    # (size, mtime_ns, ctime_ns, inode, device) from fstat of the opened file
+    # after the reads; None when it was not opened, or from a core without it.
+    stat_after: tuple[int, int, int, int, int] | None = None
+    # The content fingerprint (hex) when the probe was asked for it.
+    fingerprint: str | None = None
 
 
 class WalkEntry(NamedTuple):
@@ -128,11 +133,17 @@ class Core(Protocol):
     """The batch operations the daemon needs from the core."""
 
     async def probe(
-        self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+        self,
+        paths: Sequence[str],
+        *,
+        roots: Sequence[str] | None = None,
+        fingerprint: bool = False,
     ) -> list[ProbeResult]:
         """Probe the container headers of every path, one result per path, in order.
 
         A file's failure is a result with ``ok`` false, never an exception.
+        With ``fingerprint``, each opened file's content fingerprint is read
+        through the same descriptor.
         """
         ...
 
@@ -192,7 +203,11 @@ class RustCore:
         self._threads = threads
 
     async def probe(
-        self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+        self,
+        paths: Sequence[str],
+        *,
+        roots: Sequence[str] | None = None,
+        fingerprint: bool = False,
     ) -> list[ProbeResult]:
         if not paths:
             return []
@@ -200,7 +215,10 @@ class RustCore:
         root_list = None if roots is None else list(roots)
         raw = await anyio.to_thread.run_sync(
             lambda: self._core.probe_many(
-                path_list, roots=root_list, threads=self._threads
+                path_list,
+                roots=root_list,
+                threads=self._threads,
+                fingerprint=fingerprint,
             )
         )
         return [_convert_probe(item) for item in raw]
@@ -290,4 +308,6 @@ def _convert_probe(item: Any) -> ProbeResult:
         audio_streams=item.audio_streams,
         subtitle_streams=item.subtitle_streams,
         complete=bool(item.complete),
+        stat_after=item.stat_after,
+        fingerprint=None if item.fingerprint is None else bytes(item.fingerprint).hex(),
     )

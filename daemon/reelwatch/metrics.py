@@ -262,12 +262,16 @@ class MeteredCore:
         self._metrics = metrics
 
     async def probe(
-        self, paths: Sequence[str], *, roots: Sequence[str] | None = None
+        self,
+        paths: Sequence[str],
+        *,
+        roots: Sequence[str] | None = None,
+        fingerprint: bool = False,
     ) -> list[ProbeResult]:
         if not paths:
-            return await self.inner.probe(paths, roots=roots)
+            return await self.inner.probe(paths, roots=roots, fingerprint=fingerprint)
         started = time.monotonic()
-        results = await self.inner.probe(paths, roots=roots)
+        results = await self.inner.probe(paths, roots=roots, fingerprint=fingerprint)
         self._metrics.probe_batch_seconds.observe(time.monotonic() - started)
         self._metrics.probes.inc(len(results))
         for result in results:

@@ -664,33 +664,67 @@ class Scanner:
     ) -> None:
         batch_size = self._config.scan.probe_batch_size
         done = 0
-        for start in range(0, len(entries), batch_size):
-            if context is not None:
-                context.raise_if_cancelled()
-                context.set_progress(done, len(entries))
-            chunk = entries[start : start + batch_size]
-            batch = await self._claim_batch(chunk, known, result)
-            try:
-                videos = await self._probe_batch(root, batch, known, result, digests)
-                # A reload may have removed the root while the batch ran.
-                if videos and root in self._roots:
-                    await self._repository.upsert_videos(videos)
-                    await self._repository.set_fingerprints(
-                        [(v.path, digests[v.path]) for v in videos if v.path in digests]
+        # Batch n is written while batch n+1 is probed: the probe runs on a
+        # worker thread and the write on the catalog's thread. At most one
+        # write is pending, so memory stays at two batches.
+        written = anyio.Event()
+        written.set()
+        try:
+            async with anyio.create_task_group() as writes:
+                for start in range(0, len(entries), batch_size):
+                    if context is not None:
+                        context.raise_if_cancelled()
+                        context.set_progress(done, len(entries))
+                    chunk = entries[start : start + batch_size]
+                    batch = await self._claim_batch(chunk, known, result)
+                    try:
+                        videos = await self._probe_batch(
+                            root, batch, known, result, digests
+                        )
+                    except BaseException:
+                        self._in_flight.difference_update(e.path for e in batch)
+                        raise
+                    await written.wait()
+                    written = anyio.Event()
+                    writes.start_soon(
+                        self._write_batch, root, batch, videos, digests, written
                     )
-            finally:
-                self._in_flight.difference_update(batch)
-            done += len(chunk)
+                    done += len(chunk)
+        except BaseExceptionGroup as group:
+            # Callers expect the error itself (JobCancelledError,
+            # StorageError), as from a scan without the pipeline.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
         if context is not None and entries:
             context.set_progress(done, len(entries))
+
+    async def _write_batch(
+        self,
+        root: str,
+        batch: Sequence[WalkEntry],
+        videos: Sequence[Video],
+        digests: Mapping[str, str],
+        written: anyio.Event,
+    ) -> None:
+        try:
+            # A reload may have removed the root while the batch ran.
+            if videos and root in self._roots:
+                await self._repository.upsert_videos(videos)
+                await self._repository.set_fingerprints(
+                    [(v.path, digests[v.path]) for v in videos if v.path in digests]
+                )
+        finally:
+            self._in_flight.difference_update(entry.path for entry in batch)
+            written.set()
 
     async def _claim_batch(
         self,
         entries: Sequence[WalkEntry],
         known: dict[str, FileState],
         result: ScanResult,
-    ) -> list[str]:
-        """Return the paths of ``entries`` that this scan must still probe.
+    ) -> list[WalkEntry]:
+        """Return the ``entries`` that this scan must still probe.
 
         Two scans can cover one file: a folder scan and the file's own scan,
         queued by the watcher or left pending by a crash. A file that another
@@ -704,17 +738,17 @@ class Scanner:
         self._in_flight.update(entry.path for entry in claimed)
         batch = []
         try:
+            stored = await self._repository.file_states_at([e.path for e in claimed])
             for entry in claimed:
-                stored = await self._repository.get_video(entry.path)
-                if stored is not None:
-                    state = _state_of(stored)
+                state = stored.get(entry.path)
+                if state is not None:
                     identity = _Identity(*entry[1:])
                     if _is_up_to_date(state, identity):
                         self._in_flight.discard(entry.path)
                         result.skipped += 1
                         continue
                     known[entry.path] = state
-                batch.append(entry.path)
+                batch.append(entry)
         except BaseException:
             self._in_flight.difference_update(entry.path for entry in claimed)
             raise
@@ -745,60 +779,90 @@ class Scanner:
     async def _probe_batch(
         self,
         root: str,
-        paths: list[str],
+        entries: Sequence[WalkEntry],
         known: dict[str, FileState],
         result: ScanResult,
         digests: dict[str, str],
     ) -> list[Video]:
         """Probe one batch and return the entries to write; count everything else.
 
-        The content fingerprint of each probed file is added to ``digests``.
+        The walk's stat is the one taken before the probe. The core returns
+        the opened file's stat after its reads, and a file is recorded only
+        when the two agree. The content fingerprint of each probed file,
+        read through the same descriptor, is added to ``digests``.
         """
         settle_s = self._config.scan.settle_s
-        before = await anyio.to_thread.run_sync(_stat_identities, paths, self._roots)
 
         # Files written to within settle_s are not probed yet.
         now_ns = int(self._clock() * 1e9)
         settled = []
-        for path, identity in zip(paths, before, strict=True):
-            if identity is None:
-                self._first_seen.pop(path, None)
-                continue
-            wait_s = self._settle_wait_s(path, identity, now_ns)
+        for entry in entries:
+            identity = _Identity(*entry[1:])
+            wait_s = self._settle_wait_s(entry.path, identity, now_ns)
             if wait_s > 0:
-                self._settle.defer(path, wait_s)
+                self._settle.defer(entry.path, wait_s)
                 result.settling += 1
             else:
-                settled.append((path, identity))
+                settled.append((entry.path, identity))
 
-        probes = await self._core.probe(
-            [path for path, _ in settled], roots=self._roots
-        )
+        paths = [path for path, _ in settled]
+        probes = await self._core.probe(paths, roots=self._roots, fingerprint=True)
+        after = [
+            None if p.stat_after is None else _Identity(*p.stat_after) for p in probes
+        ]
+        await self._check_unopened(paths, probes, after, digests)
         result.probed += len(settled)
         self.probes_total += len(settled)
-        # Read between the two stats, so a file changing meanwhile is caught.
-        for fingerprint in await self._core.fingerprint([p for p, _ in settled]):
-            if fingerprint.digest is None:
-                digests.pop(fingerprint.path, None)
-            else:
-                digests[fingerprint.path] = fingerprint.digest
-        after = await anyio.to_thread.run_sync(
-            _stat_identities, [path for path, _ in settled], self._roots
-        )
 
         videos = []
         probed_at = self._clock()
         for (path, identity), probe, identity_after in zip(
             settled, probes, after, strict=True
         ):
+            if identity_after is None:
+                # Gone, or no longer inside a root: the removal step or the
+                # file's own event handles it.
+                self._first_seen.pop(path, None)
+                continue
             if identity_after != identity:
                 self._settle.defer(path, settle_s)
                 result.settling += 1
                 continue
+            if probe.stat_after is None:
+                pass  # fingerprinted by _check_unopened
+            elif probe.fingerprint is None:
+                digests.pop(path, None)
+            else:
+                digests[path] = probe.fingerprint
             video = self._record(path, root, identity, probe, known, result, probed_at)
             if video is not None:
                 videos.append(video)
         return videos
+
+    async def _check_unopened(
+        self,
+        paths: Sequence[str],
+        probes: Sequence[ProbeResult],
+        after: list[_Identity | None],
+        digests: dict[str, str],
+    ) -> None:
+        """Stat and fingerprint the files whose probe returned no stat.
+
+        The core returns none for a file it could not open (gone, unreadable,
+        outside the roots); a core without that field returns none at all.
+        """
+        missing = [i for i, probe in enumerate(probes) if probe.stat_after is None]
+        if not missing:
+            return
+        unopened = [paths[i] for i in missing]
+        for fingerprint in await self._core.fingerprint(unopened):
+            if fingerprint.digest is None:
+                digests.pop(fingerprint.path, None)
+            else:
+                digests[fingerprint.path] = fingerprint.digest
+        stats = await anyio.to_thread.run_sync(_stat_identities, unopened, self._roots)
+        for index, identity in zip(missing, stats, strict=True):
+            after[index] = identity
 
     def _record(
         self,
