@@ -721,13 +721,14 @@ def test_cancel_running_scan(tmp_path: Path, root: Path, tiny_clip: Path) -> Non
 # Burst
 
 
+@pytest.mark.timeout(480)
 def test_burst_of_10000_files(tmp_path: Path, root: Path, tiny_clip: Path) -> None:
     with running_daemon(tmp_path / "run", [root]) as daemon:
         daemon.wait_idle()
         expected = make_library(tiny_clip, root, 10_000)
         wait_until(
             lambda: daemon.call("status")["videos"] == 10_000,
-            timeout_s=180,
+            timeout_s=360,
             what="10,000 entries",
             step_s=0.5,
         )
