@@ -24,9 +24,20 @@ import pytest
 from corpus import SKIP_REASON, corpus_media_dir
 from reelwatch import _core
 
-# ffprobe `format_name` values whose mismatches fail the test. Add a family
-# here once its parser is expected to match ffprobe on every field.
-STRICT_FAMILIES = frozenset({"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"})
+# ffprobe `format_name` values whose mismatches fail the test: every family
+# the core has a parser for.
+STRICT_FAMILIES = frozenset(
+    {
+        "mov,mp4,m4a,3gp,3g2,mj2",
+        "matroska,webm",
+        "avi",
+        "mpegts",
+        "mpeg",
+        "ogg",
+        "flv",
+        "asf",
+    }
+)
 
 FIELDS = (
     "width",
@@ -49,6 +60,7 @@ GUESSED_FRAME_RATE = frozenset(
         "bbb-vp9-opus.webm",
         "mp4ff-V300-init.mp4",
         "fixture.wmv.asf",
+        "wmv_wmv2_wmav2.wmv",
     }
 )
 MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd")
