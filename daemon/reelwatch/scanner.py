@@ -271,6 +271,8 @@ class RemovedEntries:
         return size in self._sizes
 
     def _live(self, ids: set[int]) -> list[Video]:
+        if not ids:
+            return []  # the common case, asked once per new file of a scan
         now = anyio.current_time()
         found = []
         for video_id in sorted(ids):
