@@ -168,8 +168,9 @@ class FakeService:
         self.calls.append("scan")
         if not any(_is_under(path, root) for root in ROOTS):
             raise PathNotAllowedError(
-                f"path not allowed: '{path}' is not inside an allowed scan root "
-                f"({', '.join(ROOTS)})"
+                f"path {path!r} is not inside an allowed scan root "
+                f"({', '.join(ROOTS)}); add its folder to allowed_scan_roots or "
+                "pick a path inside one"
             )
         job_id = max(self.jobs) + 1
         job = Job(
@@ -189,14 +190,21 @@ class FakeService:
         if root is not None and root not in ROOTS:
             if any(_is_under(root, r) for r in ROOTS):
                 raise InvalidParamsError(f"root '{root}' is not a scan root")
-            raise PathNotAllowedError(f"path not allowed: '{root}'")
+            raise PathNotAllowedError(
+                f"root {root!r} is not inside an allowed scan root "
+                f"({', '.join(ROOTS)}); add its folder to allowed_scan_roots or "
+                "pick a path inside one"
+            )
         return [await self.scan(path) for path in ([root] if root else ROOTS)]
 
     async def cancel_job(self, job_id: int) -> Job:
         self.calls.append("job.cancel")
         job = self.jobs.get(job_id)
         if job is None:
-            raise NotFoundError(f"job {job_id} not found")
+            raise NotFoundError(
+                f"job {job_id} not found; it never existed or was pruned after "
+                "finishing (list recent jobs with jobs.list)"
+            )
         if job.status == JobState.PENDING:
             job = msgspec.structs.replace(
                 job,
@@ -214,7 +222,9 @@ class FakeService:
         self.calls.append("video.get")
         if not any(_is_under(path, root) for root in ROOTS):
             raise PathNotAllowedError(
-                f"path not allowed: '{path}' is not inside an allowed scan root"
+                f"path {path!r} is not inside an allowed scan root "
+                f"({', '.join(ROOTS)}); add its folder to allowed_scan_roots or "
+                "pick a path inside one"
             )
         if sync:
             self.syncs.append(path)
@@ -309,7 +319,10 @@ class FakeService:
         self.calls.append("job.get")
         job = self.jobs.get(job_id)
         if job is None:
-            raise NotFoundError(f"job {job_id} not found")
+            raise NotFoundError(
+                f"job {job_id} not found; it never existed or was pruned after "
+                "finishing (list recent jobs with jobs.list)"
+            )
         if self.finish_scans_after is not None and not job.status.is_finished:
             polls = self._polls[job_id] = self._polls.get(job_id, 0) + 1
             if polls >= self.finish_scans_after:
@@ -337,7 +350,9 @@ class FakeService:
             self.syncs.append(under)
         if under is not None and not any(_is_under(under, root) for root in ROOTS):
             raise PathNotAllowedError(
-                f"path not allowed: '{under}' is not inside an allowed scan root"
+                f"under {under!r} is not inside an allowed scan root "
+                f"({', '.join(ROOTS)}); add its folder to allowed_scan_roots or "
+                "pick a path inside one"
             )
         start = 0
         if cursor is not None:

@@ -315,7 +315,8 @@ class TestExitCodes:
 
         assert code == 1
         assert out == ""
-        assert err == "reelwatch: job 99 not found (error -32002)\n"
+        assert err.startswith("reelwatch: job 99 not found;")
+        assert err.endswith("(error -32002)\n")
 
     def test_path_not_allowed_exits_1(
         self, served: Path, capsys: pytest.CaptureFixture[str]

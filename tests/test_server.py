@@ -148,7 +148,7 @@ async def test_job_get_unknown_is_32002(sock_path: Path) -> None:
 
         assert answer["id"] == 5
         assert answer["error"]["code"] == -32002
-        assert answer["error"]["message"] == "job 999 not found"
+        assert answer["error"]["message"].startswith("job 999 not found;")
         assert answer["error"]["data"] == {"reason": "not_found"}
 
 
