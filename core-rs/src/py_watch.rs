@@ -16,6 +16,13 @@ use crate::watch::{self, ChangeKind, Fault, WaitStep, WatcherBuilder};
 /// Longest time `wait` stays detached before it checks for signals such as Ctrl-C.
 const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Tells whether the calling thread is the process's main thread.
+fn is_main_thread() -> bool {
+    // SAFETY: neither call has preconditions, and neither can fail. On Linux
+    // the main thread's id equals the process id.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
 /// One change as it crosses into Python: kind, path, rename target, message.
 type ChangeRow = (
     &'static str,
@@ -81,11 +88,19 @@ impl PyWatcher {
             ));
         }
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        // Python runs signal handlers only on the main thread, so elsewhere
+        // the wait needs no slices, and an idle watcher does not wake
+        // every SIGNAL_CHECK_INTERVAL. `close` still ends the wait at once.
+        let longest_slice = if is_main_thread() {
+            SIGNAL_CHECK_INTERVAL
+        } else {
+            Duration::MAX
+        };
         loop {
             let now = Instant::now();
             let slice = deadline
                 .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), SIGNAL_CHECK_INTERVAL);
+                .clamp(Duration::from_millis(1), longest_slice);
             let inner = &self.inner;
             match detached(py, "waiting for changes", move || inner.wait_step(slice))? {
                 WaitStep::Ready(changes) => {

@@ -370,9 +370,20 @@ class Daemon:
         be ``Notifier.status``.
         """
         last = ""
+        last_state: tuple[object, ...] = ()
         while True:
-            if self._started:
+            # The summary counts catalog rows and jobs in SQL, which costs
+            # milliseconds on a large catalog; an idle daemon whose catalog,
+            # queue and roots did not change skips it.
+            state = (
+                self._journal.cursor,
+                self._queue.is_idle(),
+                len(self._settle),
+                tuple(self._roots.values()),
+            )
+            if self._started and (state != last_state or not state[1]):
                 text = await self.status_summary()
+                last_state = state
                 if text != last:
                     send(text)
                     last = text

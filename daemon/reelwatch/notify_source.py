@@ -34,8 +34,10 @@ ChangeRow = tuple[str, bytes, bytes | None, str | None]
 WatcherFactory = Callable[..., "CoreWatcher"]
 
 # Maximum time one blocking wait runs in its worker thread, which bounds how
-# long the stream takes to end after the stop event is set.
-_WAIT_SLICE_MS = 500
+# long the stream takes to end after the stop event is set (a reload). Each
+# slice wakes the event loop, so a short one costs idle CPU; cancellation
+# (shutdown) does not wait for it.
+_WAIT_SLICE_MS = 2000
 
 _SIMPLE_KINDS = {
     "created": ChangeKind.ADDED,
