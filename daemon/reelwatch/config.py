@@ -128,7 +128,7 @@ class ScanConfig(_Section, frozen=True):
     workers: Positive = 2
     job_timeout_s: PositiveFloat = 3600.0
     settle_s: NonNegativeFloat = 2.0
-    probe_batch_size: Positive = 64
+    probe_batch_size: Positive = 256
     reconcile_interval_s: NonNegativeFloat = 3600.0
     finished_jobs_keep: Annotated[int, msgspec.Meta(ge=0)] = 1000
     finished_jobs_max_age_s: NonNegativeFloat = 7 * 24 * 3600.0
