@@ -72,6 +72,12 @@ def workdir() -> Iterator[Path]:
         pytest.skip("switching to the user nobody needs root")
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) is not installed")
+    if not _nobody_can_import_reelwatch():
+        pytest.skip(
+            "the user nobody cannot import reelwatch from this checkout or its "
+            "venv: a parent folder is private (mode 0700); clone into a folder "
+            "others may enter to run this test"
+        )
     path = Path(tempfile.mkdtemp(prefix="reelwatch-odd-")).resolve()
     path.chmod(0o755)
     try:
@@ -81,6 +87,22 @@ def workdir() -> Iterator[Path]:
             if folder.is_dir() and not folder.is_symlink():
                 folder.chmod(0o755)
         shutil.rmtree(path)
+
+
+def _nobody_can_import_reelwatch() -> bool:
+    command = [
+        "setpriv",
+        f"--reuid={NOBODY}",
+        f"--regid={NOBODY}",
+        "--clear-groups",
+        sys.executable,
+        "-c",
+        "import reelwatch._core",
+    ]
+    completed = subprocess.run(
+        command, capture_output=True, check=False, timeout=60, cwd="/"
+    )
+    return completed.returncode == 0
 
 
 def make_odd_tree(root: Path, media: Path) -> dict[str, Path]:
