@@ -577,3 +577,89 @@ def test_has_video_extension_ignores_case() -> None:
     assert has_video_extension("/r/A.MKV", extensions)
     assert not has_video_extension("/r/mkv", extensions)
     assert not has_video_extension("/r/a.mkv.txt", extensions)
+
+
+class TestSinglePathReports:
+    async def test_symlink_loop_is_a_path_error(
+        self, harness: Harness, library: Path
+    ) -> None:
+        os.symlink("loop2.mkv", library / "loop1.mkv")
+        os.symlink("loop1.mkv", library / "loop2.mkv")
+
+        result = await harness.scanner.scan(str(library / "loop1.mkv"))
+
+        assert result.scanned == 0
+        assert [(e.path, e.kind) for e in result.errors] == [
+            (str(library / "loop1.mkv"), "io")
+        ]
+        assert "Too many levels of symbolic links" in result.errors[0].message
+
+    async def test_name_too_long_is_a_path_error(
+        self, harness: Harness, library: Path
+    ) -> None:
+        path = str(library / ("x" * 5000 + ".mkv"))
+
+        result = await harness.scanner.scan(path)
+
+        assert [e.kind for e in result.errors] == ["invalid_path"]
+        assert "File name too long" in result.errors[0].message
+
+    async def test_missing_path_has_note(self, harness: Harness, library: Path) -> None:
+        result = await harness.scanner.scan(str(library / "gone.mkv"))
+
+        assert result.scanned == 0
+        assert result.notes == [f"not_found: {library / 'gone.mkv'} does not exist"]
+
+    async def test_ignored_and_other_extensions_have_notes(
+        self, harness: Harness, library: Path
+    ) -> None:
+        part = write_fake_video(library / "film.mkv.part")
+        text = library / "readme.txt"
+        text.write_text("not a video")
+
+        part_result = await harness.scanner.scan(str(part))
+        text_result = await harness.scanner.scan(str(text))
+
+        assert part_result.notes == [
+            f"ignored: {part} matches an ignore glob "
+            f"({', '.join(harness.scanner._ignore)})"
+        ]
+        assert text_result.notes == [f"not a video extension: {text}"]
+        assert await harness.paths() == []
+
+    async def test_fifo_is_reported_like_a_folder_scan(
+        self, harness: Harness, library: Path
+    ) -> None:
+        fifo = library / "x.mp4"
+        os.mkfifo(fifo)
+
+        result = await harness.scanner.scan(str(fifo))
+
+        # The message the core's walk gives the same file in a folder scan.
+        expected = [(str(fifo), "not_a_file", "not a regular file (a FIFO); skipped")]
+        assert [(e.path, e.kind, e.message) for e in result.errors] == expected
+        assert await harness.paths() == []
+
+
+async def test_root_replaced_by_symlink_keeps_entries_offline(
+    harness: Harness, library: Path, tmp_path: Path, fake_core: FakeCore
+) -> None:
+    path = write_fake_video(library / "a.mp4")
+    await harness.scanner.scan(str(library))
+    outside = tmp_path / "secret"
+    write_fake_video(outside / "b.mp4")
+    os.rename(library, tmp_path / "library.keep")
+    os.symlink(outside, library)
+    fake_core.probed.clear()
+
+    result = await harness.scanner.scan(str(library))
+    single = await harness.scanner.scan(str(library / "b.mp4"))
+    video = await harness.repository.get_video(str(path))
+
+    assert fake_core.probed_paths == []
+    assert await harness.paths() == [str(path)]
+    assert video is not None and video.offline is True
+    assert result.removed == 0
+    assert [e.kind for e in result.errors] == ["outside_roots"]
+    assert "is now a symlink to" in result.errors[0].message
+    assert [e.kind for e in single.errors] == ["outside_roots"]

@@ -865,3 +865,55 @@ def test_reload_with_invalid_file_keeps_running_config(
         )
     finally:
         assert daemon.stop() == 0
+
+
+# ---------------------------------------------------------------------------
+# Root replaced by a symlink
+
+
+def test_root_replaced_by_symlink_is_refused(
+    tmp_path: Path, root: Path, tiny_clip: Path
+) -> None:
+    """1. catalog a root; 2. move it aside and put a symlink to an outside
+    folder in its place: the root is ``error``, its entries stay, offline,
+    and nothing outside is cataloged; 3. put the folder back: entries online.
+    """
+    paths = copy_clips(tiny_clip, root / "films", 3)
+    outside = tmp_path / "secret"
+    copy_clips(tiny_clip, outside, 2)
+    with running_daemon(tmp_path / "run", [root]) as daemon:
+        daemon.wait_idle()
+        ids = {v["path"]: v["id"] for v in daemon.videos()}
+
+        os.rename(root, tmp_path / "library.keep")
+        os.symlink(outside, root)
+        wait_until(
+            lambda: root_state(daemon, root) == "error",
+            timeout_s=60,
+            what="the replaced root reported error",
+        )
+        wait_until(
+            lambda: all(v["offline"] for v in daemon.videos()),
+            timeout_s=60,
+            what="entries marked offline",
+        )
+        copy_clips(tiny_clip, outside / "new", 2)
+        # Long enough for the watcher to deliver the new files' events (its
+        # debounce is 1.6 s), which must queue no scan.
+        time.sleep(4)
+        daemon.wait_idle()
+        [status] = daemon.call("status")["roots"]
+        assert "is now a symlink to" in status["error"]
+        assert sorted(by_path(daemon)) == paths
+
+        os.unlink(root)
+        os.rename(tmp_path / "library.keep", root)
+        wait_until(
+            lambda: not any(v["offline"] for v in daemon.videos()),
+            timeout_s=60,
+            what="entries back online",
+        )
+        assert root_state(daemon, root) == "watching"
+        back = {v["path"]: v["id"] for v in daemon.videos()}
+
+    assert back == ids

@@ -21,6 +21,7 @@ place, runs first.
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import stat
@@ -42,11 +43,12 @@ import msgspec
 import structlog
 
 from .config import Config
-from .core import Core, ProbeResult, WalkEntry, WalkResult
+from .core import Core, ProbeResult, WalkEntry, WalkError, WalkResult
 from .errors import PathNotAllowedError
 from .jobs import JobContext
 from .models import Video
 from .repository import FileState, Repository, is_same_or_under
+from .root_identity import RootIdentities
 
 __all__ = [
     "FileError",
@@ -92,6 +94,8 @@ class ScanResult(msgspec.Struct, kw_only=True):
     * ``settling``: files still being written, which are retried later.
     * ``incomplete``: files whose container ends early.
     * ``error_count``: files with an error; ``errors`` lists the first 100.
+    * ``notes``: why a scan of one path found nothing to catalog (not found,
+      ignored, not a video extension).
     """
 
     path: str
@@ -106,6 +110,7 @@ class ScanResult(msgspec.Struct, kw_only=True):
     incomplete: int = 0
     error_count: int = 0
     errors: list[FileError] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
 
     def add_error(self, error: FileError) -> None:
         """Count an error and keep its details while the list is short."""
@@ -319,6 +324,8 @@ class Scanner:
         settle: where files that are still being written are parked.
         clock: the wall clock (Unix seconds), compared with file mtimes.
         removed: recently deleted entries that a moved file may claim.
+        root_identities: checks, before each scan, that the root was not
+            replaced by a symlink leading outside it.
     """
 
     def __init__(
@@ -330,12 +337,14 @@ class Scanner:
         settle: SettleTracker,
         clock: Clock = time.time,
         removed: RemovedEntries | None = None,
+        root_identities: RootIdentities | None = None,
     ) -> None:
         self._repository = repository
         self._core = core
         self._settle = settle
         self._clock = clock
         self._removed = removed if removed is not None else RemovedEntries()
+        self._root_identities = root_identities or RootIdentities()
         # When each waiting file was first seen with its current stat.
         self._first_seen: dict[str, tuple[_Identity, float]] = {}
         # Files a scan is probing or about to record, across concurrent scans.
@@ -374,15 +383,38 @@ class Scanner:
             )
 
         result = ScanResult(path=path)
-        mode = await anyio.to_thread.run_sync(_stat_mode, path)
+        problem = await anyio.to_thread.run_sync(self._root_identities.check, root)
+        if problem is not None:
+            # Nothing under the root is walked or probed: it now leads outside.
+            offline = await self._repository.set_offline(root, True)
+            log.warning(
+                "root_replaced", root=root, error=problem, entries_offline=offline
+            )
+            result.add_error(FileError(root, "outside_roots", problem))
+            return result
+
+        try:
+            mode = await anyio.to_thread.run_sync(_stat_mode, path)
+        except OSError as exc:
+            # A symlink loop, a name too long, a folder without search
+            # permission: the entries stay, as under an unreadable folder.
+            error = FileError(path, _error_kind(exc), f"cannot stat the path: {exc}")
+            result.add_error(error)
+            log.warning("scan_path_unreadable", path=path, error=str(exc))
+            return result
         if mode is None:
             await self._handle_missing(path, root, result)
+            note = f"not_found: {path} does not exist"
+            if result.removed:
+                note += f"; {result.removed} catalog entries under it were removed"
+            result.notes.append(note)
+            log.info("scan_path_not_found", path=path, removed=result.removed)
             return result
 
         if stat.S_ISDIR(mode):
             walk = await self._walk(path, recursive)
         else:
-            walk = await self._single_file(path, root, mode)
+            walk = await self._single_file(path, root, mode, result)
         await self._reconcile(path, root, walk, recursive, result, context)
         log.info(
             "scan_finished",
@@ -439,12 +471,24 @@ class Scanner:
         direct = [entry for entry in walk.files if os.path.dirname(entry.path) == path]
         return WalkResult(direct, walk.errors, walk.dirs)
 
-    async def _single_file(self, path: str, root: str, mode: int) -> WalkResult:
-        if (
-            not stat.S_ISREG(mode)
-            or not has_video_extension(path, self._extensions)
-            or is_ignored(path, root, self._ignore)
-        ):
+    async def _single_file(
+        self, path: str, root: str, mode: int, result: ScanResult
+    ) -> WalkResult:
+        """Return the walk of one file, with the reason when it is not cataloged."""
+        if is_ignored(path, root, self._ignore):
+            globs = ", ".join(self._ignore)
+            reason = f"ignored: {path} matches an ignore glob ({globs})"
+        elif not has_video_extension(path, self._extensions):
+            reason = f"not a video extension: {path}"
+        elif not stat.S_ISREG(mode):
+            # The same error a folder scan reports for this file.
+            message = f"not a regular file ({_describe_file_type(mode)}); skipped"
+            return WalkResult([], [WalkError(path, "not_a_file", message)], 0)
+        else:
+            reason = ""
+        if reason:
+            result.notes.append(reason)
+            log.debug("scan_path_skipped", path=path, reason=reason)
             return WalkResult([], [], 0)
         identity = await anyio.to_thread.run_sync(_stat_identity, path, self._roots)
         if identity is None:
@@ -1048,10 +1092,36 @@ def _device_of(path: str) -> int | None:
 
 
 def _stat_mode(path: str) -> int | None:
+    """Return the mode of the file ``path`` leads to, or None when it does not exist.
+
+    Raises:
+        OSError: any other failure, such as a symlink loop or a name too long.
+    """
     try:
         return os.stat(path).st_mode
     except (FileNotFoundError, NotADirectoryError):
         return None
+
+
+def _error_kind(exc: OSError) -> str:
+    """Return the core's error kind for an OS error, as a folder scan reports it."""
+    if isinstance(exc, PermissionError):
+        return "permission_denied"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "invalid_path"
+    return "io"
+
+
+def _describe_file_type(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "a special file"
 
 
 def _stat_identity(path: str, roots: Sequence[str]) -> _Identity | None:

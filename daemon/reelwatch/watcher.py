@@ -25,6 +25,7 @@ from .config import Config
 from .core import Core
 from .jobs import JobQueue
 from .models import JobKind, RootState, RootStatus
+from .root_identity import RootIdentities, root_problem
 from .scanner import has_video_extension, is_ignored, root_for
 
 __all__ = [
@@ -261,8 +262,14 @@ class Watcher:
         config: Config,
         on_root_status: Callable[[RootStatus], None],
         on_move: Callable[[str, str, str], Awaitable[object]] | None = None,
+        root_identities: RootIdentities | None = None,
     ) -> None:
         self._source = source
+        self._root_identities = root_identities or RootIdentities()
+        # The last state the source reported, and the roots found replaced
+        # by a symlink, whose state is ``error`` whatever the source reports.
+        self._source_states: dict[str, RootStatus] = {}
+        self._replaced: dict[str, str] = {}
         self._queue = queue
         self._core = core
         self._roots = config.allowed_scan_roots
@@ -284,16 +291,19 @@ class Watcher:
         change.
         """
         async for batch in self._source.watch(self._roots, stop_event):
-            for status in batch.roots:
+            for status, rescan in await self._root_updates(batch.roots):
                 log.info("root_state", root=status.path, state=status.state.value)
                 self._on_root_status(status)
-                if status.state == RootState.MISSING:
-                    # A scan of a missing root marks its entries offline.
+                if rescan:
+                    # A scan of a missing or replaced root marks its entries
+                    # offline, and one of a restored root brings them back.
                     await self._submit(status.path, recursive=True)
             if on_ready is not None:
                 await on_ready()
                 on_ready = None
             for path in batch.rescan:
+                if root_for(path, self._replaced) is not None:
+                    continue
                 log.info("rescan_needed", path=path)
                 await self._submit(path, recursive=True)
             changes = set(batch.changes)
@@ -301,6 +311,36 @@ class Watcher:
                 changes.update(await self._handle_move(old, new))
             if changes:
                 await self.handle_changes(frozenset(changes))
+
+    async def _root_updates(
+        self, reported: Sequence[RootStatus]
+    ) -> list[tuple[RootStatus, bool]]:
+        """Return the root states to publish, each with whether to scan the root.
+
+        Every batch, heartbeats included, checks that each root is still the
+        configured folder, because a source may follow a symlink that
+        replaced a root and go on reporting it ``watching``.
+        """
+        self._source_states.update((status.path, status) for status in reported)
+        problems = await anyio.to_thread.run_sync(
+            self._root_identities.problems, self._roots
+        )
+        updates = [
+            (status, status.state == RootState.MISSING)
+            for status in reported
+            if status.path not in problems and status.path not in self._replaced
+        ]
+        for root, problem in problems.items():
+            if self._replaced.get(root) != problem:
+                self._replaced[root] = problem
+                error = RootStatus(path=root, state=RootState.ERROR, error=problem)
+                updates.append((error, True))
+        for root in [root for root in self._replaced if root not in problems]:
+            del self._replaced[root]
+            status = self._source_states.get(root)
+            if status is not None:
+                updates.append((status, True))
+        return updates
 
     async def _handle_move(self, old: str, new: str) -> list[Change]:
         """Move the entries of a rename and return the changes still to scan."""
@@ -337,7 +377,9 @@ class Watcher:
         candidates = []
         for kind, path in changes:
             root = root_for(path, self._roots)
-            if root is None or is_ignored(path, root, self._ignore):
+            if root is None or root in self._replaced:
+                continue
+            if is_ignored(path, root, self._ignore):
                 continue
             if kind == ChangeKind.DELETED:
                 targets.files.add(path)
@@ -369,7 +411,8 @@ class Watcher:
 
 
 def _existing_dirs(roots: Sequence[str]) -> list[str]:
-    return [root for root in roots if os.path.isdir(root)]
+    # A root replaced by a symlink is not watched: it leads outside.
+    return [root for root in roots if os.path.isdir(root) and not root_problem(root)]
 
 
 def _directories(paths: Sequence[str]) -> set[str]:
