@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import anyio
@@ -663,3 +663,41 @@ async def test_root_replaced_by_symlink_keeps_entries_offline(
     assert [e.kind for e in result.errors] == ["outside_roots"]
     assert "is now a symlink to" in result.errors[0].message
     assert [e.kind for e in single.errors] == ["outside_roots"]
+
+
+async def test_files_settling_together_become_one_folder_scan(
+    library: Path,
+) -> None:
+    leaf = library / "leaf"
+    nested = library / "nested"
+    (nested / "sub").mkdir(parents=True)
+    submitted: list[str] = []
+    # One folder scan, the ten files of the folder with a subfolder, one file.
+    all_submitted = anyio.Event()
+    settle = SettleTracker(_record_into(submitted, 12, all_submitted))
+    leaf_files = [write_fake_video(leaf / f"clip {i:02d}.mp4") for i in range(10)]
+    nested_files = [write_fake_video(nested / f"clip {i:02d}.mp4") for i in range(10)]
+    lone = write_fake_video(library / "lone.mp4")
+    for path in [*leaf_files, *nested_files, lone]:
+        settle.defer(str(path), 0)
+
+    async with anyio.create_task_group() as task_group:
+        task_group.start_soon(settle.run)
+        with anyio.fail_after(10):
+            await all_submitted.wait()
+        task_group.cancel_scope.cancel()
+
+    assert sorted(submitted) == sorted(
+        [str(leaf), str(lone), *(str(path) for path in nested_files)]
+    )
+
+
+def _record_into(
+    submitted: list[str], count: int, done: anyio.Event
+) -> Callable[[str], Awaitable[None]]:
+    async def record(path: str) -> None:
+        submitted.append(path)
+        if len(submitted) >= count:
+            done.set()
+
+    return record

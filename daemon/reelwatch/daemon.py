@@ -301,9 +301,10 @@ class Daemon:
             log.info("entries_moved", old_path=old, path=new, count=moved)
 
     async def _submit_settled(self, path: str) -> None:
-        # NOTE: each settled file becomes its own job, so a burst of new files
-        # (all deferred by their first scan) costs one job per file. Grouping
-        # the files that settle together by folder would cut that.
+        # ``path`` is one settled file, or a folder without subfolders whose
+        # files settled together (see SettleTracker).
+        # NOTE: files settling together in a folder that has subfolders still
+        # get one job each.
         if root_for(path, self.config.allowed_scan_roots) is None:
             return  # its root was removed by a reload while the file settled
         await self._queue.submit(JobKind.SCAN, path, recursive=False)

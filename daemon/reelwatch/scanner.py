@@ -74,6 +74,11 @@ _MOVE_WINDOW_S = 120.0
 
 Clock = Callable[[], float]
 
+# Files of one folder that settle together become one folder scan from this
+# many on. Below it, the folder scan's re-stat of the other files in the
+# folder can cost more than the jobs it saves.
+_GROUP_MIN_FILES = 8
+
 
 class FileError(msgspec.Struct, frozen=True):
     """A file the scan could not probe or read, with the core's error kind."""
@@ -176,8 +181,13 @@ def has_video_extension(path: str, extensions: Collection[str]) -> bool:
 class SettleTracker:
     """Files waiting for their writes to stop; each gets a scan job when due.
 
+    Files of one folder that become due together, at least
+    ``_GROUP_MIN_FILES`` of them, get one scan of the folder instead, when
+    the folder has no subfolder (a folder scan walks the whole subtree).
+
     Args:
-        submit: queues a scan of one file; called once the file's wait ends.
+        submit: queues a non-recursive scan of one file or folder; called
+            once the wait of the files in it ends.
     """
 
     def __init__(self, submit: Callable[[str], Awaitable[object]]) -> None:
@@ -207,11 +217,13 @@ class SettleTracker:
                 continue
             now = anyio.current_time()
             due = sorted(path for path, at in self._due.items() if at <= now)
-            for path in due:
-                await self._submit(path)
-                # A new defer() during the submit keeps its later time.
-                if self._due.get(path, now + 1) <= now:
-                    del self._due[path]
+            groups = await anyio.to_thread.run_sync(_group_settled, due)
+            for target, paths in groups.items():
+                await self._submit(target)
+                for path in paths:
+                    # A new defer() during the submit keeps its later time.
+                    if self._due.get(path, now + 1) <= now:
+                        del self._due[path]
             if not due:
                 wait_s = min(self._due.values()) - now
                 with anyio.move_on_after(wait_s):
@@ -1089,6 +1101,33 @@ def _device_of(path: str) -> int | None:
         return os.stat(path).st_dev
     except OSError:
         return None
+
+
+def _group_settled(paths: Sequence[str]) -> dict[str, list[str]]:
+    """Map each scan target to the settled files it covers.
+
+    A folder with ``_GROUP_MIN_FILES`` or more of ``paths`` and no subfolder
+    is one target; every other file is its own target.
+    """
+    by_folder: dict[str, list[str]] = {}
+    for path in paths:
+        by_folder.setdefault(os.path.dirname(path), []).append(path)
+    targets: dict[str, list[str]] = {}
+    for folder, files in by_folder.items():
+        if len(files) >= _GROUP_MIN_FILES and not _has_subfolder(folder):
+            targets[folder] = files
+        else:
+            targets.update((path, [path]) for path in files)
+    return targets
+
+
+def _has_subfolder(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            # A symlink to a folder counts: the walk follows it.
+            return any(entry.is_dir() for entry in entries)
+    except OSError:
+        return True  # unreadable or gone: scan the files one by one
 
 
 def _stat_mode(path: str) -> int | None:
