@@ -917,3 +917,25 @@ def test_root_replaced_by_symlink_is_refused(
         back = {v["path"]: v["id"] for v in daemon.videos()}
 
     assert back == ids
+
+
+def test_scan_of_symlink_loop_reports_error(tmp_path: Path, root: Path) -> None:
+    os.symlink("loop2.mkv", root / "loop1.mkv")
+    os.symlink("loop1.mkv", root / "loop2.mkv")
+    with running_daemon(tmp_path / "run", [root]) as daemon:
+        daemon.wait_idle()
+        job = daemon.call("scan", {"path": str(root / "loop1.mkv")})
+        daemon.wait_idle()
+        finished = daemon.call("job.get", {"job_id": job["job_id"]})
+        missing = daemon.call("scan", {"path": str(root / "gone.mkv")})
+        daemon.wait_idle()
+        missing_done = daemon.call("job.get", {"job_id": missing["job_id"]})
+
+    assert finished["status"] == "complete"
+    [error] = finished["result"]["errors"]
+    assert error["path"] == str(root / "loop1.mkv")
+    assert "Too many levels of symbolic links" in error["message"]
+    assert missing_done["status"] == "complete"
+    assert missing_done["result"]["notes"] == [
+        f"not_found: {root / 'gone.mkv'} does not exist"
+    ]
