@@ -531,6 +531,22 @@ class TestMoves:
         assert other_size == []
         assert rewritten == []
 
+    async def test_fingerprint_lookup_leaves_out_a_device(
+        self, repository: Repository
+    ) -> None:
+        await repository.upsert_videos(
+            [video("/media/a.mkv", device=4), video("/media/b.mkv", device=5)]
+        )
+        await repository.set_fingerprints(
+            [("/media/a.mkv", "f1"), ("/media/b.mkv", "f1")]
+        )
+
+        other = await repository.videos_with_fingerprint(100, "f1", not_on_device=4)
+        every = await repository.videos_with_fingerprint(100, "f1")
+
+        assert [v.path for v in other] == ["/media/b.mkv"]
+        assert [v.path for v in every] == ["/media/a.mkv", "/media/b.mkv"]
+
     async def test_fingerprinted_sizes_only_on_other_devices(
         self, repository: Repository
     ) -> None:

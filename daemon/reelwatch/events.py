@@ -443,8 +443,12 @@ class PublishingRepository:
     async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
         await self.inner.set_fingerprints(fingerprints)
 
-    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
-        return await self.inner.videos_with_fingerprint(size, fingerprint)
+    async def videos_with_fingerprint(
+        self, size: int, fingerprint: str, *, not_on_device: int | None = None
+    ) -> list[Video]:
+        return await self.inner.videos_with_fingerprint(
+            size, fingerprint, not_on_device=not_on_device
+        )
 
     async def fingerprinted_sizes(
         self, sizes: Sequence[int], *, not_on_device: int

@@ -145,8 +145,13 @@ class Repository(Protocol):
         """
         ...
 
-    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
-        """Return the entries with this size and content fingerprint."""
+    async def videos_with_fingerprint(
+        self, size: int, fingerprint: str, *, not_on_device: int | None = None
+    ) -> list[Video]:
+        """Return the entries with this size and content fingerprint.
+
+        With ``not_on_device``, entries on that device are left out.
+        """
         ...
 
     async def fingerprinted_sizes(
@@ -774,10 +779,18 @@ class SQLiteRepository:
             for path, fingerprint in sorted(fingerprints)
         )
 
-    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
-        rows = await self._fetchall(
-            f"{_VIDEO_SELECT} WHERE fingerprint = ? AND size = ?", (fingerprint, size)
-        )
+    async def videos_with_fingerprint(
+        self, size: int, fingerprint: str, *, not_on_device: int | None = None
+    ) -> list[Video]:
+        query = f"{_VIDEO_SELECT} WHERE fingerprint = ? AND size = ?"
+        params: tuple[object, ...] = (fingerprint, size)
+        if not_on_device is not None:
+            # Hard links of one file share its content; leaving out the
+            # device's own entries keeps a burst of links from matching
+            # thousands of rows each.
+            query += " AND device != ?"
+            params += (_to_int64(not_on_device),)
+        rows = await self._fetchall(query, params)
         return [_video_from_row(row) for row in rows]
 
     async def fingerprinted_sizes(
@@ -1133,12 +1146,16 @@ class MemoryRepository:
             if video is not None:
                 self._fingerprints[video.id] = fingerprint
 
-    async def videos_with_fingerprint(self, size: int, fingerprint: str) -> list[Video]:
+    async def videos_with_fingerprint(
+        self, size: int, fingerprint: str, *, not_on_device: int | None = None
+    ) -> list[Video]:
         self._check_open()
         return [
             video
             for _, video in sorted(self._videos.items())
-            if video.size == size and self._fingerprints.get(video.id) == fingerprint
+            if video.size == size
+            and self._fingerprints.get(video.id) == fingerprint
+            and (not_on_device is None or video.device != not_on_device)
         ]
 
     async def fingerprinted_sizes(

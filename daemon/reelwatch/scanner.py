@@ -644,7 +644,7 @@ class Scanner:
             stored = [
                 video
                 for video in await self._repository.videos_with_fingerprint(
-                    entry.size, digest
+                    entry.size, digest, not_on_device=entry.device
                 )
                 if video.path not in moves.on_disk and video.path != entry.path
             ]
