@@ -45,9 +45,9 @@ class Expected(msgspec.Struct, kw_only=True):
     rotation: int | None = None
 
 
-# Values that ffprobe 5.1 guesses instead of reading them from the container
-# (the corpus README lists them): a duration from a header of an init segment
-# that holds no samples, and frame rates of files that signal none.
+# Values that ffprobe 5.1 guesses instead of reading them from the container:
+# a duration from the header of an init segment that contains no samples, and
+# frame rates of files that signal none.
 GUESSED_DURATION = {"mp4ff-V300-init.mp4"}
 GUESSED_FRAME_RATE = {
     "fixture.wmv.asf",

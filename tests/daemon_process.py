@@ -79,7 +79,7 @@ class DaemonProcess:
         )
 
     def start(self, *, wait: bool = True) -> None:
-        """Start the daemon and, with ``wait``, block until it answers ``status``."""
+        """Start the daemon and, with ``wait``, block until it replies to ``status``."""
         if not self.config_path.exists():
             self.write_config()
         env = {k: v for k, v in os.environ.items() if not k.startswith("REELWATCH_")}
