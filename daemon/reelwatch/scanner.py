@@ -554,7 +554,10 @@ class Scanner:
             return
         if deleted:
             result.removed += await self._delete(deleted, known)
-        if path == root and not walk.errors:
+        # A FIFO or device named like a video is reported but says nothing
+        # about whether the root's folders could be read.
+        unread = [error for error in walk.errors if error.kind != "not_a_file"]
+        if path == root and not unread:
             await self._repository.set_offline(root, False)
 
     async def _looks_unmounted(self, path: str, known: dict[str, FileState]) -> bool:
