@@ -49,6 +49,7 @@ impl PyWatcher {
         poll_interval_ms = 10_000,
         debounce_ms = 1_600,
         step_ms = 50,
+        settled_step_ms = 5,
         root_check_interval_ms = 1_000,
         force_polling = false,
         max_pending = 50_000,
@@ -61,6 +62,7 @@ impl PyWatcher {
         poll_interval_ms: u64,
         debounce_ms: u64,
         step_ms: u64,
+        settled_step_ms: u64,
         root_check_interval_ms: u64,
         force_polling: bool,
         max_pending: usize,
@@ -71,6 +73,7 @@ impl PyWatcher {
             .poll_interval(Duration::from_millis(poll_interval_ms))
             .debounce(Duration::from_millis(debounce_ms))
             .step(Duration::from_millis(step_ms))
+            .settled_step(Duration::from_millis(settled_step_ms))
             .root_check_interval(Duration::from_millis(root_check_interval_ms))
             .force_polling(force_polling)
             .max_pending(max_pending);

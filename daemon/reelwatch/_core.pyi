@@ -214,6 +214,7 @@ class Watcher:
         poll_interval_ms: int = 10_000,
         debounce_ms: int = 1_600,
         step_ms: int = 50,
+        settled_step_ms: int = 5,
         root_check_interval_ms: int = 1_000,
         force_polling: bool = False,
         max_pending: int = 50_000,
@@ -234,7 +235,10 @@ class Watcher:
 
         Returns ``[]`` when ``timeout_ms`` passes with no change. Once a change
         has arrived, the batch is returned after ``step_ms`` without another
-        change, or ``debounce_ms`` after its first change. Each item is
+        change, or ``debounce_ms`` after its first change. A batch that holds
+        only renames, files or folders moved in, removals and rescans (no
+        creation or write, and no rename still waiting for its second half)
+        is returned after ``settled_step_ms`` instead. Each item is
         ``(kind, path, target, message)``: ``target`` is the new path of a
         ``renamed``; ``message`` is the reason of a ``rescan`` or the text of
         a ``watch_error``, ``root_missing`` or ``unmounted``. Kinds:

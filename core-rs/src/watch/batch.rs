@@ -94,6 +94,9 @@ pub(crate) struct Batch {
     errors: Vec<usize>,
     suppressed_errors: Vec<usize>,
     live: Vec<usize>,
+    /// Whether a creation, write or metadata change was seen since the last `take`. Such a
+    /// file may still be written, so the batch waits the full step; see [`Batch::quiet_time`].
+    has_writes: bool,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
 }
@@ -114,6 +117,7 @@ impl Batch {
             errors: vec![0; count],
             suppressed_errors: vec![0; count],
             live: vec![0; count],
+            has_writes: false,
             first_at: None,
             last_at: None,
         }
@@ -122,6 +126,22 @@ impl Batch {
     /// Whether nothing is pending.
     pub(crate) fn is_empty(&self) -> bool {
         self.first_at.is_none()
+    }
+
+    /// The quiet time after which this batch is returned: `settled_step` when it holds only
+    /// complete renames and moves, removals, rescans and root events, `step` otherwise.
+    ///
+    /// A creation or write may be followed by more writes, and the first half of a rename
+    /// waits for its second, so those keep the longer step and a burst still coalesces. A
+    /// file moved in or renamed is already whole: its latency is then bounded by the short
+    /// quiet time, which only has to cover the events that inotify delivers together (the
+    /// two halves of a rename come in one read).
+    pub(crate) fn quiet_time(&self, step: Duration, settled_step: Duration) -> Duration {
+        if self.has_writes || !self.pending_from.is_empty() {
+            step
+        } else {
+            settled_step.min(step)
+        }
     }
 
     /// Whether the batch should be returned: quiet for `step`, or `debounce` old.
@@ -186,6 +206,9 @@ impl Batch {
     }
 
     fn push_simple(&mut self, root: usize, kind: ChangeKind, path: PathBuf) {
+        if kind != ChangeKind::Removed {
+            self.has_writes = true;
+        }
         if self.collapsed[root] {
             return;
         }
@@ -386,6 +409,7 @@ impl Batch {
         self.collapsed.iter_mut().for_each(|flag| *flag = false);
         self.errors.iter_mut().for_each(|count| *count = 0);
         self.live.iter_mut().for_each(|count| *count = 0);
+        self.has_writes = false;
         self.first_at = None;
         self.last_at = None;
         Taken {
@@ -942,6 +966,77 @@ mod tests {
             .as_deref()
             .unwrap_or("")
             .starts_with("5 more folders"));
+    }
+
+    #[test]
+    fn quiet_time_is_short_for_moves_renames_and_removals() {
+        let step = Duration::from_millis(50);
+        let settled = Duration::from_millis(5);
+        let now = Instant::now();
+        let mut batch = batch(100);
+        batch.push(0, Observation::RenameTo(p("/r/in.mkv")), now);
+        batch.push(
+            0,
+            Observation::Renamed {
+                tracker: 4,
+                from: p("/r/a.mkv"),
+                to: p("/r/b.mkv"),
+            },
+            now,
+        );
+        batch.push(0, simple(ChangeKind::Removed, "/r/gone.mkv"), now);
+
+        assert_eq!(batch.quiet_time(step, settled), settled);
+        assert!(batch.is_ready(now + settled, settled, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn quiet_time_is_the_step_while_files_may_be_written() {
+        let step = Duration::from_millis(50);
+        let settled = Duration::from_millis(5);
+        let now = Instant::now();
+        for kind in [
+            ChangeKind::Created,
+            ChangeKind::Modified,
+            ChangeKind::ClosedWrite,
+        ] {
+            let mut batch = batch(100);
+            batch.push(0, Observation::RenameTo(p("/r/in.mkv")), now);
+            batch.push(0, simple(kind, "/r/copying.mkv"), now);
+
+            assert_eq!(batch.quiet_time(step, settled), step, "{kind:?}");
+            batch.take();
+            assert_eq!(batch.quiet_time(step, settled), settled, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn quiet_time_is_the_step_until_a_rename_is_paired() {
+        let step = Duration::from_millis(50);
+        let settled = Duration::from_millis(5);
+        let now = Instant::now();
+        let mut batch = batch(100);
+        batch.push(
+            0,
+            Observation::RenameFrom {
+                tracker: 9,
+                path: p("/r/a.mkv"),
+            },
+            now,
+        );
+        batch.push(0, Observation::RenameTo(p("/r/b.mkv")), now);
+        assert_eq!(batch.quiet_time(step, settled), step);
+
+        batch.push(
+            0,
+            Observation::Renamed {
+                tracker: 9,
+                from: p("/r/a.mkv"),
+                to: p("/r/b.mkv"),
+            },
+            now,
+        );
+        assert_eq!(batch.quiet_time(step, settled), settled);
     }
 
     #[test]

@@ -199,6 +199,7 @@ pub struct WatcherBuilder {
     ignore: Vec<String>,
     poll_interval: Duration,
     step: Duration,
+    settled_step: Duration,
     debounce: Duration,
     root_check_interval: Duration,
     force_polling: bool,
@@ -208,8 +209,12 @@ pub struct WatcherBuilder {
 impl WatcherBuilder {
     /// Default time between two scans of a polled root.
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
-    /// Default quiet time after which a batch is returned.
+    /// Default quiet time after which a batch with creations or writes is returned.
     pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
+    /// Default quiet time after which a batch of only renames, moves, removals and rescans is
+    /// returned. inotify hands over the events of one read within microseconds, so this only
+    /// has to outlast a short preemption of the thread that reads them.
+    pub const DEFAULT_SETTLED_STEP: Duration = Duration::from_millis(5);
     /// Default longest time a batch collects changes once it has started.
     pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(1600);
     /// Default time between two checks that each root is still the same folder.
@@ -230,6 +235,7 @@ impl WatcherBuilder {
             ignore: Vec::new(),
             poll_interval: Self::DEFAULT_POLL_INTERVAL,
             step: Self::DEFAULT_STEP,
+            settled_step: Self::DEFAULT_SETTLED_STEP,
             debounce: Self::DEFAULT_DEBOUNCE,
             root_check_interval: Self::DEFAULT_ROOT_CHECK_INTERVAL,
             force_polling: false,
@@ -257,10 +263,18 @@ impl WatcherBuilder {
         self
     }
 
-    /// Sets the quiet time after which a batch is returned.
+    /// Sets the quiet time after which a batch with creations or writes is returned.
     #[must_use]
     pub fn step(mut self, step: Duration) -> Self {
         self.step = step;
+        self
+    }
+
+    /// Sets the quiet time after which a batch of only renames, moves, removals and rescans is
+    /// returned. A value above `step` acts as `step`.
+    #[must_use]
+    pub fn settled_step(mut self, settled_step: Duration) -> Self {
+        self.settled_step = settled_step;
         self
     }
 
@@ -314,6 +328,7 @@ impl WatcherBuilder {
             ignore,
             poll_interval: self.poll_interval,
             step: self.step,
+            settled_step: self.settled_step,
             debounce: self.debounce,
             root_check_interval: self.root_check_interval,
             force_polling: self.force_polling,
@@ -390,6 +405,7 @@ impl WatcherBuilder {
         let durations = [
             ("poll interval", self.poll_interval),
             ("step", self.step),
+            ("settled step", self.settled_step),
             ("debounce", self.debounce),
             ("root check interval", self.root_check_interval),
         ];
@@ -430,8 +446,9 @@ impl fmt::Debug for Watcher {
 impl Watcher {
     /// Blocks until a batch is ready or `timeout` passes without any change, and returns the
     /// batch (empty on timeout). Once a change has arrived, the batch is returned when no
-    /// other change came for `step`, or `debounce` after the first change, even if `timeout`
-    /// is shorter.
+    /// other change came for `step` (`settled_step` for a batch of only renames, moves,
+    /// removals and rescans), or `debounce` after the first change, even if `timeout` is
+    /// shorter.
     #[must_use]
     pub fn wait(&self, timeout: Duration) -> Vec<Change> {
         let deadline = Instant::now() + timeout;
@@ -458,7 +475,8 @@ impl Watcher {
         let mut state = self.shared.lock();
         loop {
             let now = Instant::now();
-            if state.closed || state.batch.is_ready(now, settings.step, settings.debounce) {
+            let quiet = state.batch.quiet_time(settings.step, settings.settled_step);
+            if state.closed || state.batch.is_ready(now, quiet, settings.debounce) {
                 let taken = state.batch.take();
                 drop(state);
                 return WaitStep::Ready(self.shared.resolve(taken));
@@ -470,7 +488,7 @@ impl Watcher {
             }
             let until = state
                 .batch
-                .ready_at(settings.step, settings.debounce)
+                .ready_at(quiet, settings.debounce)
                 .map_or(deadline, |ready| ready.min(deadline));
             let pause = until
                 .saturating_duration_since(now)
@@ -563,6 +581,7 @@ struct Settings {
     ignore: IgnoreSet,
     poll_interval: Duration,
     step: Duration,
+    settled_step: Duration,
     debounce: Duration,
     root_check_interval: Duration,
     force_polling: bool,
