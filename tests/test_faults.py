@@ -10,22 +10,35 @@ Both need root and a kernel that allows the mounts; otherwise the tests skip.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
 
+from conftest import MakeConfig
 from corpus import SKIP_REASON, corpus_media_dir
 from daemon_process import DaemonProcess, RpcFailure, wait_until
+from reelwatch.core import CoreUnavailableError, load_core
+from reelwatch.errors import StorageError
+from reelwatch.models import Video
+from reelwatch.repository import SQLiteRepository
+from reelwatch.scanner import Scanner, SettleTracker
 
 CLIP = "edit-list-discard.mp4"
 CONFIG = "[scan]\nsettle_s = 0\n"
 STORAGE_ERROR = -32010
+DISK_FULL = "database or disk is full"
+# The log events of a write that failed for lack of space: a job that waits
+# to run again, and a background job kept only in memory.
+STORAGE_FAILURE_EVENTS = {"job_storage_failed", "job_not_recorded"}
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,14 +119,23 @@ def tmpfs_daemon(tmp_path: Path, library: Path) -> Iterator[DaemonProcess]:
         run("umount", str(daemon.state_dir))
 
 
-# NOTE: since scans write 256-file batches while the next batch is probed,
-# the tmpfs often fills during a catalog write instead of a job-row write, so
-# the `job_storage_failed` line this test waits for may never come. Fix the
-# wait, then drop the marker.
-@pytest.mark.xfail(
-    strict=False,
-    reason="waits for a job-row write failure that batched writes make unlikely",
-)
+def log_entries(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """Return the daemon's JSON log lines, parsed."""
+    text = daemon.log_path.read_text(encoding="utf-8", errors="replace")
+    # The last line may be half written.
+    complete = text[: text.rfind("\n") + 1]
+    return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
+
+
+def disk_full_errors(daemon: DaemonProcess) -> list[dict[str, Any]]:
+    """Return the error-level log entries whose error is the full disk."""
+    return [
+        entry
+        for entry in log_entries(daemon)
+        if entry["level"] == "error" and DISK_FULL in entry.get("error", "")
+    ]
+
+
 def test_full_disk_reported_and_recovered(
     tmpfs_daemon: DaemonProcess, library: Path
 ) -> None:
@@ -127,7 +149,11 @@ def test_full_disk_reported_and_recovered(
     assert catalog_paths(daemon) == disk_paths(library)
     filler = fill(daemon.state_dir)
 
+    # SQLite can still reuse free pages of the database and its WAL, so the
+    # first rounds of new files may be recorded in full. Which write fails
+    # first varies from run to run: a job row, or a batch of catalog rows.
     rejected: list[RpcFailure] = []
+    status: dict[str, Any] = {}
     for round_number in range(10):
         add_clips(library, f"late{round_number}", 300)
         try:
@@ -136,31 +162,39 @@ def test_full_disk_reported_and_recovered(
             # The request's own job row could not be written; the watcher's
             # jobs for the same files wait in memory.
             rejected.append(exc)
+
+        def failed_or_recorded() -> bool:
+            nonlocal status
+            status = daemon.call("status")
+            if status["storage_error"] is not None:
+                return True
+            # Idle alone is not enough: the watcher may not have seen the
+            # new folder yet.
+            recorded = catalog_paths(daemon) == disk_paths(library)
+            return bool(status["idle"]) and recorded
+
         wait_until(
-            lambda: (
-                daemon.call("status")["storage_error"] is not None
-                or daemon.call("status")["idle"]
-            ),
-            timeout_s=60,
-            what="a storage error or idle",
+            failed_or_recorded, timeout_s=60, what="a storage error or every file"
         )
-        if daemon.call("status")["storage_error"] is not None:
+        if status["storage_error"] is not None:
             break
     wait_until(
-        lambda: "job_storage_failed" in daemon.log_path.read_text(encoding="utf-8"),
+        lambda: bool(disk_full_errors(daemon)),
         timeout_s=60,
-        what="a job that failed to write and waits to retry",
+        what="the failed write in the log",
     )
-    status = daemon.call("status")
-    log = daemon.log_path.read_text(encoding="utf-8").splitlines()
-    failed = [line for line in log if "job_storage_failed" in line]
+    failures = disk_full_errors(daemon)
+    missing = disk_paths(library) - catalog_paths(daemon)
 
-    assert "full" in status["storage_error"]
-    assert "database or disk is full" in failed[0]
+    assert DISK_FULL in status["storage_error"]
+    assert "state_dir is full" in status["storage_error"]
+    assert failures[0]["event"] in STORAGE_FAILURE_EVENTS
     for failure in rejected:
         assert failure.code == STORAGE_ERROR
-        assert "full" in failure.error["message"]
-    assert status["idle"] is False
+        assert DISK_FULL in failure.error["message"]
+    # The files not recorded stay queued, so the daemon is not idle.
+    assert missing
+    assert daemon.call("status")["idle"] is False
     assert integrity(daemon.state_dir / "reelwatch.db") == [("ok",)]
 
     filler.unlink()
@@ -174,8 +208,61 @@ def test_full_disk_reported_and_recovered(
     assert daemon.call("status")["storage_error"] is None
     jobs = daemon.call("jobs.list", {"limit": 1000})["jobs"]
     assert not [job for job in jobs if job["status"] == "running"]
+    assert not [job for job in jobs if job["status"] == "failed"]
+    events = {entry["event"] for entry in log_entries(daemon)}
+    assert "job_handler_crashed" not in events
     assert daemon.stop() == 0
     assert integrity(daemon.state_dir / "reelwatch.db") == [("ok",)]
+
+
+class FullDiskRepository(SQLiteRepository):
+    """A real catalog whose video writes fail as on a full disk while ``full``."""
+
+    full = True
+
+    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+        if not self.full:
+            await super().upsert_videos(videos)
+            return
+        # Like a real write, the failing one is shielded and takes long
+        # enough for the scan to probe its next batch meanwhile.
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.2)
+        raise StorageError(f"catalog database {self.path}: {DISK_FULL}")
+
+
+@pytest.mark.anyio
+async def test_failed_batch_write_raises_storage_error(
+    make_config: MakeConfig, library: Path, tmp_path: Path
+) -> None:
+    """A scan whose batch write fails raises the StorageError itself, which
+    the job queue retries, and a later scan records every file. A write of
+    the next batch after a failed one would fail too and turn the error into
+    an exception group, which the queue ends as a failed job.
+    """
+    try:
+        core = load_core()
+    except CoreUnavailableError as exc:
+        pytest.skip(f"the Rust core is not built: {exc}")
+    repository = FullDiskRepository(str(tmp_path / "catalog.db"))
+    await repository.open()
+    scanner = Scanner(
+        repository=repository,
+        core=core,
+        config=make_config(probe_batch_size=1),
+        settle=SettleTracker(lambda path: anyio.lowlevel.checkpoint()),
+    )
+    try:
+        with pytest.raises(StorageError, match=DISK_FULL):
+            await scanner.scan(str(library))
+        repository.full = False
+        result = await scanner.scan(str(library))
+        page = await repository.list_videos(under=None, limit=100, cursor=None)
+    finally:
+        await repository.close()
+
+    assert {video.path for video in page.videos} == disk_paths(library)
+    assert result.skipped == 0
 
 
 def test_read_only_state_dir_refused(

@@ -742,10 +742,12 @@ class Scanner:
                         videos = await self._probe_batch(
                             root, batch, known, result, digests
                         )
+                        # A failed write cancels this wait. The batch is
+                        # then never written, so its claim is released.
+                        await written.wait()
                     except BaseException:
                         self._in_flight.difference_update(e.path for e in batch)
                         raise
-                    await written.wait()
                     written = anyio.Event()
                     writes.start_soon(
                         self._write_batch, root, batch, videos, digests, written
@@ -777,7 +779,11 @@ class Scanner:
                 )
         finally:
             self._in_flight.difference_update(entry.path for entry in batch)
-            written.set()
+        # Only a write that succeeded lets the next one start. A failed write
+        # would otherwise wake the next one before its error cancels the
+        # task group, and the second failure would turn the error into a
+        # group that callers do not retry.
+        written.set()
 
     async def _claim_batch(
         self,
