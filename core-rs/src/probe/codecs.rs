@@ -233,13 +233,18 @@ pub fn hevc_profile_name(profile_idc: u8) -> Option<&'static str> {
 /// The AV1 profile from an `AV1CodecConfigurationRecord` (av1C).
 #[must_use]
 pub fn av1_profile(record: &[u8]) -> Option<String> {
-    let name = match record.get(1)? >> 5 {
+    av1_profile_name(record.get(1)? >> 5).map(str::to_owned)
+}
+
+/// ffmpeg's name for an AV1 `seq_profile`.
+#[must_use]
+pub fn av1_profile_name(seq_profile: u8) -> Option<&'static str> {
+    Some(match seq_profile {
         0 => "Main",
         1 => "High",
         2 => "Professional",
         _ => return None,
-    };
-    Some(name.to_owned())
+    })
 }
 
 /// The VP8/VP9 profile from a `VPCodecConfigurationRecord` (vpcC, a full box).

@@ -2,13 +2,14 @@
 //! parameter sets, MPEG-1/2 video sequence headers, and the frame headers of
 //! ADTS AAC, MPEG audio and AC-3/E-AC-3. The transport stream, program stream
 //! and FLV parsers use them where the container itself does not state the
-//! picture size, the codec profile or the audio format.
+//! picture size, the codec profile or the audio format. [`frame_profile`]
+//! reads the profile from a container's first video frame (Matroska, AVI).
 //!
 //! Every function takes a byte slice the caller has already read within its
 //! budget and returns `None` on anything it cannot parse, so a damaged codec
 //! header costs a field, never the whole probe.
 
-use super::codecs::{h264_profile_name, hevc_profile_name};
+use super::codecs::{av1_profile_name, h264_profile_name, hevc_profile_name, mpeg4_visual_profile};
 use super::Rational;
 
 /// Picture size, profile and stated frame rate from a video codec header.
@@ -426,6 +427,98 @@ pub(crate) fn find_start_code(data: &[u8], code: u8) -> Option<usize> {
         .map(|p| p + 4)
 }
 
+/// The profile of `codec` as ffprobe 5.1 prints it, read from the start of
+/// the stream's first frame: the keyframe header of VP8 and VP9, the AV1
+/// sequence header OBU, the H.264 or HEVC SPS of an Annex-B frame, the
+/// MPEG-4 Visual object sequence header, or the JPEG frame marker of MJPEG.
+pub(crate) fn frame_profile(codec: &str, frame: &[u8]) -> Option<String> {
+    match codec {
+        // ffmpeg 5.1 has no names for VP8 profiles, so ffprobe prints the number.
+        "vp8" => Some(((frame.first()? >> 1) & 7).to_string()),
+        "vp9" => vp9_profile(frame),
+        "av1" => av1_obu_profile(frame),
+        "h264" => find_h264_sps(frame)?.profile.map(str::to_owned),
+        "hevc" => find_hevc_sps(frame)?.profile.map(str::to_owned),
+        "mpeg4" => mpeg4_visual_profile(&frame[find_start_code(frame, 0xB0)? - 4..]),
+        "mjpeg" => jpeg_profile(frame).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The profile in a VP9 uncompressed frame header: a 2-bit frame marker,
+/// then the profile's low and high bits, and a reserved bit in profile 3.
+fn vp9_profile(frame: &[u8]) -> Option<String> {
+    let mut bits = BitReader::new(frame);
+    if bits.bits(2)? != 2 {
+        return None;
+    }
+    let low = bits.bits(1)?;
+    let high = bits.bits(1)?;
+    let mut profile = low | (high << 1);
+    if profile == 3 {
+        profile += bits.bits(1)?;
+    }
+    (profile <= 3).then(|| format!("Profile {profile}"))
+}
+
+/// The `seq_profile` of the first sequence header OBU in a temporal unit of
+/// OBUs that carry their sizes, as Matroska and MP4 store AV1.
+fn av1_obu_profile(mut data: &[u8]) -> Option<String> {
+    const OBU_SEQUENCE_HEADER: u8 = 1;
+    while let Some(&header) = data.first() {
+        let has_extension = header & 0x04 != 0;
+        let has_size = header & 0x02 != 0;
+        let mut at = 1 + usize::from(has_extension);
+        let size = if has_size {
+            let (size, length) = leb128(data.get(at..)?)?;
+            at += length;
+            usize::try_from(size).ok()?
+        } else {
+            data.len().checked_sub(at)?
+        };
+        let payload = data.get(at..)?;
+        if (header >> 3) & 0x0F == OBU_SEQUENCE_HEADER {
+            return av1_profile_name(payload.first()? >> 5).map(str::to_owned);
+        }
+        data = payload.get(size..)?;
+    }
+    None
+}
+
+/// Decodes an unsigned LEB128 number of at most 8 bytes: (value, length).
+fn leb128(data: &[u8]) -> Option<(u64, usize)> {
+    let mut value = 0u64;
+    for (i, &byte) in data.iter().take(8).enumerate() {
+        value |= u64::from(byte & 0x7F) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((value, i + 1));
+        }
+    }
+    None
+}
+
+/// ffmpeg's MJPEG profile, named after the first start-of-frame marker.
+fn jpeg_profile(data: &[u8]) -> Option<&'static str> {
+    if !data.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut at = 2;
+    while let (Some(0xFF), Some(&marker)) = (data.get(at), data.get(at + 1)) {
+        match marker {
+            0xC0 => return Some("Baseline"),
+            0xC1 => return Some("Sequential"),
+            0xC2 => return Some("Progressive"),
+            0xC3 => return Some("Lossless"),
+            0xF7 => return Some("JPEG LS"),
+            _ => {}
+        }
+        // Every other segment before the frame header states its length.
+        let length = u16::from_be_bytes([*data.get(at + 2)?, *data.get(at + 3)?]);
+        at += 2 + usize::from(length);
+    }
+    None
+}
+
 const AAC_SAMPLE_RATES: [u32; 13] = [
     96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350,
 ];
@@ -695,6 +788,101 @@ mod tests {
     #[test]
     fn emulation_prevention_is_removed() {
         assert_eq!(unescape_nal(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn vp8_and_vp9_frames_give_their_profile() {
+        // VP8 frame tag: keyframe bit 0, version (profile) 3 in bits 1-3.
+        assert_eq!(
+            frame_profile("vp8", &[0b0000_0110, 0, 0]).as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            frame_profile("vp8", &[0x10, 0x02, 0x00]).as_deref(),
+            Some("0")
+        );
+        // VP9: frame marker 0b10, then the profile's low and high bits.
+        assert_eq!(
+            frame_profile("vp9", &[0b1000_0010]).as_deref(),
+            Some("Profile 0")
+        );
+        assert_eq!(
+            frame_profile("vp9", &[0b1001_0000]).as_deref(),
+            Some("Profile 2")
+        );
+        assert_eq!(
+            frame_profile("vp9", &[0b1011_0000]).as_deref(),
+            Some("Profile 3")
+        );
+        // Profile 3 with its reserved bit set is not a valid header.
+        assert_eq!(frame_profile("vp9", &[0b1011_1000]), None);
+        assert_eq!(frame_profile("vp9", &[0b0100_0000]), None);
+        assert_eq!(frame_profile("vp8", &[]), None);
+    }
+
+    #[test]
+    fn av1_sequence_header_gives_the_profile() {
+        // A temporal delimiter OBU (type 2, size 0), then a sequence header
+        // OBU (type 1) with an extension byte and seq_profile 1.
+        let frame = [0x12, 0x00, 0x0E, 0x00, 0x02, 0x20, 0x00];
+        assert_eq!(frame_profile("av1", &frame).as_deref(), Some("High"));
+        // Without the size field an OBU runs to the end of the data.
+        assert_eq!(
+            frame_profile("av1", &[0x08, 0x40]).as_deref(),
+            Some("Professional")
+        );
+        // seq_profile 3 is reserved, and a frame OBU alone states no profile.
+        assert_eq!(frame_profile("av1", &[0x0A, 0x01, 0x60]), None);
+        assert_eq!(frame_profile("av1", &[0x32, 0x01, 0x00]), None);
+        // A size whose LEB128 encoding never ends.
+        assert_eq!(frame_profile("av1", &[0x0A, 0xFF, 0xFF]), None);
+    }
+
+    #[test]
+    fn mpeg4_and_mjpeg_frames_give_the_profile() {
+        // Visual object sequence start code, profile_and_level 0xF5.
+        let mpeg4 = [0, 0, 1, 0xB0, 0xF5, 0, 0, 1, 0xB5];
+        assert_eq!(
+            frame_profile("mpeg4", &mpeg4).as_deref(),
+            Some("Advanced Simple Profile")
+        );
+        assert_eq!(frame_profile("mpeg4", &[0, 0, 1, 0xB6, 0x10]), None);
+
+        // SOI, an APP0 segment of 4 bytes, then a progressive frame header.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB, 0xFF, 0xC2, 0x00, 0x11,
+        ];
+        assert_eq!(
+            frame_profile("mjpeg", &jpeg).as_deref(),
+            Some("Progressive")
+        );
+        let baseline = [0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11];
+        assert_eq!(
+            frame_profile("mjpeg", &baseline).as_deref(),
+            Some("Baseline")
+        );
+        for marker in [0xC1, 0xC3, 0xF7] {
+            assert!(frame_profile("mjpeg", &[0xFF, 0xD8, 0xFF, marker]).is_some());
+        }
+        // Not a JPEG, and a segment that runs past the data.
+        assert_eq!(frame_profile("mjpeg", &[0x00, 0xD8, 0xFF, 0xC0]), None);
+        assert_eq!(
+            frame_profile("mjpeg", &[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x40]),
+            None
+        );
+        assert_eq!(frame_profile("theora", &baseline), None);
+    }
+
+    #[test]
+    fn annex_b_frames_give_the_sps_profile() {
+        // The x264 High-profile SPS below, behind a start code and NAL header.
+        let mut frame = vec![0, 0, 0, 1, 0x67];
+        frame.extend_from_slice(&[
+            0x64, 0x00, 0x0B, 0xAC, 0xD9, 0x42, 0x8D, 0xF9, 0x30, 0x11, 0x00, 0x00, 0x03, 0x00,
+            0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0F, 0x14, 0x29, 0x96,
+        ]);
+        assert_eq!(frame_profile("h264", &frame).as_deref(), Some("High"));
+        assert_eq!(frame_profile("hevc", &frame), None);
     }
 
     #[test]
