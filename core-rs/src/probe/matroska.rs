@@ -2,13 +2,16 @@
 //!
 //! Walks the Segment's top-level elements with seeks, reads `Info`, `Tracks`
 //! and `SeekHead` into memory and stops at the first `Cluster` once it has
-//! both, so no media block is read. A `SeekHead` leads to `Info` or `Tracks`
-//! stored after the clusters.
+//! both. A `SeekHead` leads to `Info` or `Tracks` stored after the clusters.
+//! Only when the track header does not state the video profile (VP8 and VP9
+//! never do) is a media block read: the video track's first frame, within
+//! the first [`FIRST_CLUSTER_READ`] bytes of the first `Cluster`.
 
 use std::io::{Read, Seek};
 
 use super::bytes::ByteCursor;
 use super::codecs;
+use super::es;
 use super::reader::Reader;
 use super::{MediaInfo, Rational};
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +31,7 @@ const ID_TIMESTAMP_SCALE: u32 = 0x2A_D7B1;
 const ID_DURATION: u32 = 0x4489;
 const ID_TRACKS: u32 = 0x1654_AE6B;
 const ID_TRACK_ENTRY: u32 = 0xAE;
+const ID_TRACK_NUMBER: u32 = 0xD7;
 const ID_TRACK_TYPE: u32 = 0x83;
 const ID_CODEC_ID: u32 = 0x86;
 const ID_CODEC_PRIVATE: u32 = 0x63A2;
@@ -35,12 +39,21 @@ const ID_DEFAULT_DURATION: u32 = 0x23_E383;
 const ID_VIDEO: u32 = 0xE0;
 const ID_PIXEL_WIDTH: u32 = 0xB0;
 const ID_PIXEL_HEIGHT: u32 = 0xBA;
+const ID_PROJECTION: u32 = 0x7670;
+const ID_PROJECTION_TYPE: u32 = 0x7671;
+const ID_PROJECTION_POSE_YAW: u32 = 0x7673;
+const ID_PROJECTION_POSE_PITCH: u32 = 0x7674;
+const ID_PROJECTION_POSE_ROLL: u32 = 0x7675;
+const ID_CONTENT_ENCODINGS: u32 = 0x6D80;
 const ID_AUDIO: u32 = 0xE1;
 const ID_SAMPLING_FREQUENCY: u32 = 0xB5;
 const ID_OUTPUT_SAMPLING_FREQUENCY: u32 = 0x78B5;
 const ID_CHANNELS: u32 = 0x9F;
 const ID_BIT_DEPTH: u32 = 0x6264;
 const ID_CLUSTER: u32 = 0x1F43_B675;
+const ID_SIMPLE_BLOCK: u32 = 0xA3;
+const ID_BLOCK_GROUP: u32 = 0xA0;
+const ID_BLOCK: u32 = 0xA1;
 
 const TRACK_TYPE_VIDEO: u64 = 1;
 const TRACK_TYPE_AUDIO: u64 = 2;
@@ -58,6 +71,10 @@ const MAX_TOP_LEVEL_ELEMENTS: u32 = 10_000;
 const DEFAULT_TIMESTAMP_SCALE: u64 = 1_000_000;
 /// ffmpeg reduces a frame rate from `DefaultDuration` to parts of at most this.
 const FRAME_RATE_MAX_PART: u64 = 30_000;
+/// Bytes read from the start of the first Cluster to find the first video
+/// frame when the track header lacks the codec profile. Audio blocks before
+/// it are small, and the profile sits in a frame's first bytes.
+const FIRST_CLUSTER_READ: u64 = 16 * 1024;
 
 /// Reads the container's headers from offset 0 of `reader`.
 pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
@@ -106,6 +123,12 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
         info.duration_s = parse_duration(segment_info)?;
     }
     fill_tracks(&mut info, &tracks);
+    if info.video_profile.is_none() {
+        if let (Some(video), Some(cluster)) = (first_video(&tracks), scan.first_cluster) {
+            // A damaged or missing first frame costs the profile, not the probe.
+            info.video_profile = read_frame_profile(reader, cluster, video).ok().flatten();
+        }
+    }
 
     Ok(info)
 }
@@ -213,6 +236,8 @@ struct SegmentScan {
     /// Offsets (from the segment's data start) that the `SeekHead` gives.
     info_position: Option<u64>,
     tracks_position: Option<u64>,
+    /// Offset of the first Cluster's header.
+    first_cluster: Option<u64>,
     complete: bool,
 }
 
@@ -237,6 +262,9 @@ fn scan_segment<R: Read + Seek>(reader: &mut Reader<R>, segment: &Segment) -> Re
             }
             Err(err) => return Err(err),
         };
+        if header.id == ID_CLUSTER {
+            scan.first_cluster.get_or_insert(offset);
+        }
         if header.id == ID_CLUSTER && scan.info.is_some() && scan.tracks.is_some() {
             break;
         }
@@ -437,6 +465,7 @@ fn parse_duration(segment_info: &[u8]) -> Result<Option<f64>> {
 
 #[derive(Debug, Default)]
 struct TrackEntry {
+    number: u64,
     track_type: u64,
     codec_id: String,
     codec_private: Vec<u8>,
@@ -447,6 +476,19 @@ struct TrackEntry {
     output_sample_rate: Option<f64>,
     channels: u64,
     bit_depth: u64,
+    /// Compressed or encrypted frames, whose bytes the probe cannot read.
+    has_content_encodings: bool,
+    projection: Projection,
+}
+
+/// The `Projection` of a video track: its type and pose in degrees.
+#[derive(Debug, Default)]
+struct Projection {
+    /// 0 (the default) is rectangular, a flat picture.
+    kind: u64,
+    yaw: f64,
+    pitch: f64,
+    roll: f64,
 }
 
 fn parse_tracks(tracks: &[u8]) -> Result<Vec<TrackEntry>> {
@@ -468,7 +510,9 @@ fn parse_track_entry(body: &[u8]) -> Result<TrackEntry> {
     for child in children(body) {
         let (id, value) = child?;
         match id {
+            ID_TRACK_NUMBER => track.number = read_uint(value),
             ID_TRACK_TYPE => track.track_type = read_uint(value),
+            ID_CONTENT_ENCODINGS => track.has_content_encodings = true,
             ID_CODEC_ID => {
                 let text = value.split(|&b| b == 0).next().unwrap_or_default();
                 track.codec_id = String::from_utf8_lossy(text).into_owned();
@@ -482,6 +526,7 @@ fn parse_track_entry(body: &[u8]) -> Result<TrackEntry> {
                     match id {
                         ID_PIXEL_WIDTH => track.width = read_uint(value),
                         ID_PIXEL_HEIGHT => track.height = read_uint(value),
+                        ID_PROJECTION => track.projection = parse_projection(value)?,
                         _ => {}
                     }
                 }
@@ -506,6 +551,127 @@ fn parse_track_entry(body: &[u8]) -> Result<TrackEntry> {
     Ok(track)
 }
 
+fn parse_projection(body: &[u8]) -> Result<Projection> {
+    let mut projection = Projection::default();
+    for child in children(body) {
+        let (id, value) = child?;
+        let angle = || read_float(value).unwrap_or(0.0);
+        match id {
+            ID_PROJECTION_TYPE => projection.kind = read_uint(value),
+            ID_PROJECTION_POSE_YAW => projection.yaw = angle(),
+            ID_PROJECTION_POSE_PITCH => projection.pitch = angle(),
+            ID_PROJECTION_POSE_ROLL => projection.roll = angle(),
+            _ => {}
+        }
+    }
+    Ok(projection)
+}
+
+/// The rotation ffprobe 5.1 reports for a projection: ffmpeg turns the roll
+/// of a rectangular projection into a display matrix, mirrored when the yaw
+/// is 180 degrees, and ignores any other pose.
+// ffmpeg compares the angles exactly, and 180 is exact in a float.
+#[allow(clippy::float_cmp)]
+fn projection_rotation(projection: &Projection) -> i32 {
+    let Projection {
+        kind,
+        yaw,
+        pitch,
+        roll,
+    } = *projection;
+    let flipped = yaw == 180.0 || yaw == -180.0;
+    if kind != 0 || pitch != 0.0 || (yaw != 0.0 && !flipped) || !roll.is_finite() {
+        return 0;
+    }
+    // ffmpeg stores the matrix in 16.16 fixed point, truncating, and ffprobe
+    // truncates the angle it reads back: a roll of 30 prints as 29.
+    #[allow(clippy::cast_possible_truncation)]
+    let fixed = |x: f64| (x * 65536.0) as i32;
+    // av_display_rotation_set takes the clockwise angle: minus the roll,
+    // which counts counter-clockwise, unless the mirror turns it around.
+    let angle = if flipped { roll } else { -roll };
+    let (sin, cos) = (-angle * std::f64::consts::PI / 180.0).sin_cos();
+    let (mut a, b, mut c, d) = (fixed(cos), fixed(-sin), fixed(sin), fixed(cos));
+    if flipped {
+        (a, c) = (-a, -c);
+    }
+    let [a, b, c, d] = [a, b, c, d].map(|v| f64::from(v) / 65536.0);
+    let (scale_x, scale_y) = (a.hypot(c), b.hypot(d));
+    if scale_x == 0.0 || scale_y == 0.0 {
+        return 0;
+    }
+    let degrees = -(b / scale_y).atan2(a / scale_x) * 180.0 / std::f64::consts::PI;
+    // Within [-180, 180], so it fits an i32.
+    #[allow(clippy::cast_possible_truncation)]
+    let truncated = degrees as i32;
+    truncated
+}
+
+/// Reads the start of the first Cluster and returns the profile stated in
+/// the video track's first frame.
+fn read_frame_profile<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    cluster_offset: u64,
+    video: &TrackEntry,
+) -> Result<Option<String>> {
+    let Some(codec) = codecs::matroska_codec(&video.codec_id, &video.codec_private, 0) else {
+        return Ok(None);
+    };
+    if video.has_content_encodings || video.number == 0 {
+        return Ok(None);
+    }
+    let header = read_header(reader, cluster_offset)?;
+    if header.id != ID_CLUSTER {
+        return Ok(None);
+    }
+    let available = reader.len().saturating_sub(header.data_offset);
+    let size = header
+        .size
+        .unwrap_or(available)
+        .min(available)
+        .min(FIRST_CLUSTER_READ);
+    let cluster = reader.read_vec(
+        size,
+        usize::try_from(FIRST_CLUSTER_READ).unwrap_or(usize::MAX),
+    )?;
+
+    Ok(first_frame(&cluster, video.number).and_then(|frame| es::frame_profile(codec, frame)))
+}
+
+/// The data of the first block of `track` in a Cluster's body, or `None`
+/// when no such block starts in `cluster` or its frames are laced.
+fn first_frame(cluster: &[u8], track: u64) -> Option<&[u8]> {
+    for child in children(cluster) {
+        let (id, body) = child.ok()?;
+        let block = match id {
+            ID_SIMPLE_BLOCK => body,
+            ID_BLOCK_GROUP => {
+                let mut blocks = children(body).filter_map(Result::ok);
+                let Some((_, block)) = blocks.find(|(id, _)| *id == ID_BLOCK) else {
+                    continue;
+                };
+                block
+            }
+            _ => continue,
+        };
+        let mut cursor = ByteCursor::new(block, "Matroska block");
+        if parse_vint(&mut cursor, false).ok()? != track {
+            continue;
+        }
+        // A 16-bit relative timestamp, then the flags with the lacing bits.
+        let [_, _, flags] = cursor.array().ok()?;
+        if flags & 0x06 != 0 {
+            return None;
+        }
+        return Some(cursor.rest());
+    }
+    None
+}
+
+fn first_video(tracks: &[TrackEntry]) -> Option<&TrackEntry> {
+    tracks.iter().find(|t| t.track_type == TRACK_TYPE_VIDEO)
+}
+
 // ---------------------------------------------------------------------------
 // Result
 
@@ -518,7 +684,7 @@ fn fill_tracks(info: &mut MediaInfo, tracks: &[TrackEntry]) {
             _ => {}
         }
     }
-    if let Some(video) = tracks.iter().find(|t| t.track_type == TRACK_TYPE_VIDEO) {
+    if let Some(video) = first_video(tracks) {
         fill_video(info, video);
     }
     if let Some(audio) = tracks.iter().find(|t| t.track_type == TRACK_TYPE_AUDIO) {
@@ -538,8 +704,7 @@ fn fill_video(info: &mut MediaInfo, video: &TrackEntry) {
     };
     info.width = u32::try_from(video.width).ok().filter(|&w| w > 0);
     info.height = u32::try_from(video.height).ok().filter(|&h| h > 0);
-    // ffmpeg 5.1 reads no rotation from Matroska headers.
-    info.rotation = Some(0);
+    info.rotation = Some(projection_rotation(&video.projection));
     if video.default_duration > 0 {
         info.frame_rate =
             Rational::approximate(1_000_000_000, video.default_duration, FRAME_RATE_MAX_PART);
@@ -613,6 +778,7 @@ mod tests {
 
     fn tracks() -> Vec<u8> {
         let video = [
+            uint(ID_TRACK_NUMBER, 1),
             uint(ID_TRACK_TYPE, 1),
             element(ID_CODEC_ID, b"V_VP9"),
             uint(ID_DEFAULT_DURATION, 33_366_667),
@@ -623,6 +789,7 @@ mod tests {
         ]
         .concat();
         let audio = [
+            uint(ID_TRACK_NUMBER, 2),
             uint(ID_TRACK_TYPE, 2),
             element(ID_CODEC_ID, b"A_OPUS"),
             element(
@@ -730,6 +897,118 @@ mod tests {
             (1, 1, 1)
         );
         assert!(info.complete);
+    }
+
+    /// A block of `track` (numbers below 127) with `flags` and `frame`.
+    fn block(track: u8, flags: u8, frame: &[u8]) -> Vec<u8> {
+        [&[0x80 | track, 0, 0, flags][..], frame].concat()
+    }
+
+    fn webm_with_cluster(tracks: Vec<u8>, cluster: Vec<u8>) -> Result<MediaInfo> {
+        let segment = element(ID_SEGMENT, &[info(Some(1000.0)), tracks, cluster].concat());
+        probe_bytes([header("webm"), segment].concat())
+    }
+
+    #[test]
+    fn first_video_frame_gives_the_profile() {
+        // An audio block first, then a BlockGroup with a VP9 profile 2 frame.
+        let cluster = [
+            uint(0xE7, 0),
+            element(ID_SIMPLE_BLOCK, &block(2, 0x80, &[0xFC; 8])),
+            element(
+                ID_BLOCK_GROUP,
+                &element(ID_BLOCK, &block(1, 0, &[0x90, 0, 0])),
+            ),
+        ]
+        .concat();
+
+        let info = webm_with_cluster(tracks(), element(ID_CLUSTER, &cluster)).unwrap();
+        assert_eq!(info.video_profile.as_deref(), Some("Profile 2"));
+
+        let live = webm_with_cluster(tracks(), unknown_size(ID_CLUSTER, &cluster)).unwrap();
+        assert_eq!(live.video_profile.as_deref(), Some("Profile 2"));
+    }
+
+    #[test]
+    fn unreadable_first_frames_give_no_profile() {
+        let vp9 = [0x90, 0, 0];
+        let laced = element(ID_SIMPLE_BLOCK, &block(1, 0x82, &vp9));
+        let info = webm_with_cluster(tracks(), element(ID_CLUSTER, &laced)).unwrap();
+        assert_eq!(info.video_profile, None);
+
+        let audio_only = element(ID_SIMPLE_BLOCK, &block(2, 0x80, &vp9));
+        let info = webm_with_cluster(tracks(), element(ID_CLUSTER, &audio_only)).unwrap();
+        assert_eq!(info.video_profile, None);
+
+        // Header-stripped or encrypted frames do not start with the codec header.
+        let video = [
+            uint(ID_TRACK_NUMBER, 1),
+            uint(ID_TRACK_TYPE, 1),
+            element(ID_CODEC_ID, b"V_VP9"),
+            element(ID_CONTENT_ENCODINGS, &[]),
+        ]
+        .concat();
+        let encoded = element(ID_TRACKS, &element(ID_TRACK_ENTRY, &video));
+        let frame = element(ID_SIMPLE_BLOCK, &block(1, 0x80, &vp9));
+        let info = webm_with_cluster(encoded, element(ID_CLUSTER, &frame)).unwrap();
+        assert_eq!(info.video_profile, None);
+        assert_eq!(info.video_codec.as_deref(), Some("vp9"));
+    }
+
+    #[test]
+    fn projection_roll_gives_ffprobes_rotation() {
+        let pose = |kind, yaw, pitch, roll| Projection {
+            kind,
+            yaw,
+            pitch,
+            roll,
+        };
+        let cases = [
+            (pose(0, 0.0, 0.0, 90.0), 90),
+            (pose(0, 0.0, 0.0, 270.0), -90),
+            // sin(180°) truncates to 0 in 16.16, so atan2 lands on -180.
+            (pose(0, 0.0, 0.0, 180.0), -180),
+            // The 16.16 matrix holds 29.998 degrees, which ffprobe truncates.
+            (pose(0, 0.0, 0.0, 30.0), 29),
+            // A mirrored picture: ffmpeg negates the roll.
+            (pose(0, 180.0, 0.0, 90.0), -90),
+            (pose(0, -180.0, 0.0, 90.0), -90),
+            // Poses that are no flat rotation, and non-rectangular projections.
+            (pose(0, 0.0, 10.0, 90.0), 0),
+            (pose(0, 90.0, 0.0, 90.0), 0),
+            (pose(1, 0.0, 0.0, 90.0), 0),
+            (pose(0, 0.0, 0.0, f64::NAN), 0),
+            (pose(0, 0.0, 0.0, 0.0), 0),
+        ];
+        for (projection, rotation) in cases {
+            assert_eq!(projection_rotation(&projection), rotation, "{projection:?}");
+        }
+    }
+
+    #[test]
+    fn projection_element_sets_the_rotation() {
+        let projection = element(
+            ID_PROJECTION,
+            &[
+                uint(ID_PROJECTION_TYPE, 0),
+                element(ID_PROJECTION_POSE_YAW, &0f32.to_be_bytes()),
+                element(ID_PROJECTION_POSE_PITCH, &0f64.to_be_bytes()),
+                element(ID_PROJECTION_POSE_ROLL, &90f32.to_be_bytes()),
+            ]
+            .concat(),
+        );
+        let video = [
+            uint(ID_TRACK_NUMBER, 1),
+            uint(ID_TRACK_TYPE, 1),
+            element(ID_CODEC_ID, b"V_VP9"),
+            element(ID_VIDEO, &[uint(ID_PIXEL_WIDTH, 64), projection].concat()),
+        ]
+        .concat();
+        let tracks = element(ID_TRACKS, &element(ID_TRACK_ENTRY, &video));
+
+        let info = webm_with_cluster(tracks, element(ID_CLUSTER, &[])).unwrap();
+
+        assert_eq!(info.rotation, Some(90));
     }
 
     #[test]
