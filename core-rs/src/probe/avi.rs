@@ -9,9 +9,13 @@
 //! first RIFF list that the file holds when it is cut short, and the file
 //! lasts as long as its longest stream.
 //!
+//! The video profile, which no AVI header states, comes from the first video
+//! chunk of the movie data (`movi`), as ffprobe takes it from the first frame.
+//!
 //! Byte budget: 12 bytes per chunk header plus at most [`HEADER_PREFIX`]
-//! bytes of each header chunk, and 12 bytes per OpenDML `AVIX` list checked
-//! for completeness; a few kilobytes in all.
+//! bytes of each header chunk, 12 bytes per OpenDML `AVIX` list checked
+//! for completeness, and at most [`FIRST_FRAME_READ`] bytes of the first
+//! video chunk; a few kilobytes in all.
 //!
 //! A file is [`ErrorKind::NoVideo`] when its header list was read whole and
 //! none of its stream headers has the type `vids` (or `iavs`, DV).
@@ -19,6 +23,7 @@
 use std::io::{Read, Seek};
 
 use super::codecs::{fourcc_video_codec, wave_format_codec};
+use super::es;
 use super::reader::Reader;
 use super::{bit_rate, MediaInfo, Rational};
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +33,13 @@ use crate::error::{Error, ErrorKind, Result};
 const HEADER_PREFIX: u64 = 64;
 /// OpenDML `AVIX` lists followed at most when checking that all fit.
 const MAX_RIFF_LISTS: u32 = 4096;
+/// Bytes read from the start of the first video chunk. The codec headers
+/// that carry the profile (SPS, visual object sequence, JPEG frame header)
+/// come first in a keyframe.
+const FIRST_FRAME_READ: u64 = 16 * 1024;
+/// Chunks walked after the header list before giving up on the first video
+/// chunk: `JUNK`, `INFO`, the `movi` list and audio chunks before the video.
+const MAX_CHUNKS_TO_FIRST_FRAME: u32 = 256;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -58,6 +70,8 @@ struct Header {
     odml_total_frames: Option<u32>,
     /// Main header (`avih`) frame size, used when a stream format omits it.
     main_size: Option<(u32, u32)>,
+    /// Offset of the first top-level chunk after the header list.
+    after_hdrl: u64,
 }
 
 /// Reads the container's headers from offset 0 of `reader`.
@@ -78,10 +92,21 @@ pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
     let riff_end = 8 + u64::from(u32::from_le_bytes([riff[4], riff[5], riff[6], riff[7]]));
     let header = read_header_list(reader, riff_end)?;
     let complete = riff_end <= len && following_lists_fit(reader, riff_end + (riff_end & 1))?;
+    let after_hdrl = header.after_hdrl;
+    let video_index = header
+        .streams
+        .iter()
+        .position(|s| s.kind == Some(Kind::Video));
+    let mut info = header.into_media_info(len, riff_end)?;
+    if let (Some(codec), Some(index)) = (info.video_codec.clone(), video_index) {
+        let end = riff_end.min(len);
+        // A damaged or missing first frame costs the profile, not the probe.
+        info.video_profile = read_frame_profile(reader, after_hdrl, end, index, &codec)
+            .ok()
+            .flatten();
+    }
 
-    header
-        .into_media_info(len, riff_end)
-        .map(|info| MediaInfo { complete, ..info })
+    Ok(MediaInfo { complete, ..info })
 }
 
 /// Walks the top-level chunks of the first RIFF list until `hdrl` is read.
@@ -105,7 +130,11 @@ fn read_header_list<R: Read + Seek>(reader: &mut Reader<R>, riff_end: u64) -> Re
         if &id == b"LIST" {
             let list_type: [u8; 4] = reader.read_array()?;
             match &list_type {
-                b"hdrl" => return read_hdrl(reader, offset + 12, end),
+                b"hdrl" => {
+                    let mut header = read_hdrl(reader, offset + 12, end)?;
+                    header.after_hdrl = end + (end & 1);
+                    return Ok(header);
+                }
                 b"movi" => {
                     return Err(Error::corrupt(format!(
                         "the movie data (movi) at offset {offset} comes before any header \
@@ -254,6 +283,44 @@ fn read_stream_format(stream: &mut StreamHeader, data: &[u8]) {
         }
         _ => {}
     }
+}
+
+/// Finds the first chunk of video stream `index` (`00dc`, `00db`, ...) from
+/// `offset` on, inside `movi` and its `rec ` lists, and returns the profile
+/// stated at its start.
+fn read_frame_profile<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    mut offset: u64,
+    end: u64,
+    index: usize,
+    codec: &str,
+) -> Result<Option<String>> {
+    if index > 99 {
+        return Ok(None);
+    }
+    let digits = format!("{index:02}");
+    for _ in 0..MAX_CHUNKS_TO_FIRST_FRAME {
+        if offset + 12 > end {
+            break;
+        }
+        reader.seek_to(offset)?;
+        let (id, size) = read_chunk_header(reader)?;
+        if &id == b"LIST" {
+            let list_type: [u8; 4] = reader.read_array()?;
+            if &list_type == b"movi" || &list_type == b"rec " {
+                offset += 12;
+                continue;
+            }
+        } else if id[..2] == *digits.as_bytes() && matches!(&id[2..], b"dc" | b"db") && size > 0 {
+            let count = u64::from(size).min(FIRST_FRAME_READ).min(end - offset - 8);
+            let limit = usize::try_from(FIRST_FRAME_READ).unwrap_or(usize::MAX);
+            let frame = reader.read_vec(count, limit)?;
+            return Ok(es::frame_profile(codec, &frame));
+        }
+        let chunk_end = offset + 8 + u64::from(size);
+        offset = chunk_end + (chunk_end & 1);
+    }
+    Ok(None)
 }
 
 fn read_dmlh<R: Read + Seek>(reader: &mut Reader<R>, start: u64, end: u64) -> Result<Option<u32>> {
@@ -467,6 +534,61 @@ mod tests {
         let len = data.len() as u64;
         let mut reader = Reader::new(Cursor::new(data), len, 1 << 20);
         probe(&mut reader)
+    }
+
+    /// An AVI whose audio stream comes first, so the video chunks are `01dc`.
+    fn audio_first_avi(after_hdrl: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = b"AVI ".to_vec();
+        body.extend(list(
+            b"hdrl",
+            &[
+                chunk(b"avih", &[0u8; 56]),
+                list(
+                    b"strl",
+                    &[strh(b"auds", 1152, 44100, 80, 0), wave(0x55, 2, 44100)],
+                ),
+                list(
+                    b"strl",
+                    &[strh(b"vids", 1, 25, 50, 0), bitmap(320, 240, b"XVID")],
+                ),
+            ],
+        ));
+        for chunk in after_hdrl {
+            body.extend_from_slice(chunk);
+        }
+        chunk(b"RIFF", &body)
+    }
+
+    #[test]
+    fn first_video_chunk_gives_the_profile() {
+        // Visual object sequence header with profile_and_level 0x01 (Simple).
+        let vos = [0, 0, 1, 0xB0, 0x01, 0, 0, 1, 0xB5];
+        let file = audio_first_avi(&[
+            chunk(b"JUNK", &[0; 6]),
+            list(
+                b"movi",
+                &[
+                    chunk(b"00wb", &[0xFF; 5]),
+                    list(b"rec ", &[chunk(b"01dc", &[]), chunk(b"01dc", &vos)]),
+                ],
+            ),
+        ]);
+
+        let info = probe_bytes(file).unwrap();
+
+        assert_eq!(info.video_codec.as_deref(), Some("mpeg4"));
+        assert_eq!(info.video_profile.as_deref(), Some("Simple Profile"));
+    }
+
+    #[test]
+    fn avi_without_video_chunks_has_no_profile() {
+        let audio_only = audio_first_avi(&[list(b"movi", &[chunk(b"00wb", &[0xFF; 5])])]);
+        assert_eq!(probe_bytes(audio_only).unwrap().video_profile, None);
+
+        // A chunk header cut off by the end of the file.
+        let mut cut = audio_first_avi(&[list(b"movi", &[chunk(b"01dc", &[0; 64])])]);
+        cut.truncate(cut.len() - 60);
+        assert_eq!(probe_bytes(cut).unwrap().video_profile, None);
     }
 
     #[test]
