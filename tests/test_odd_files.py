@@ -1,9 +1,9 @@
 """Unreadable and odd files: each gets a per-path error or is skipped, and scans go on.
 
-The daemon process runs as the unprivileged user ``nobody`` (uid 65534),
-because permission bits do not stop root. Its work folder is a private
-temporary folder that ``nobody`` may enter, outside pytest's own temporary
-tree, which only root can enter.
+For the permission cases the daemon process runs as the unprivileged user
+``nobody`` (uid 65534), because permission bits do not stop root. Its work
+folder is a private temporary folder that ``nobody`` may enter, outside
+pytest's own temporary tree, which only root can enter.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import pytest
 
 from conftest import MakeConfig
 from corpus import SKIP_REASON, corpus_media_dir
-from daemon_process import DaemonProcess, wait_until
+from daemon_process import DaemonProcess, running_daemon, wait_until
 from reelwatch.core import CoreUnavailableError, ProbeResult, RustCore, load_core
 from reelwatch.repository import SQLiteRepository
 from reelwatch.scanner import Scanner, SettleTracker
 
 CLIP = "edit-list-discard.mp4"
 CLIP_DURATION_S = 2.0
+CLIP_VIDEO_CODEC = "h264"
 NOBODY = 65534
 
 
@@ -181,6 +182,101 @@ def test_odd_files_as_nobody(workdir: Path) -> None:
     errors = {e["path"]: e["kind"] for e in root_scan["result"]["errors"]}
     assert errors[str(files["locked"])] == "permission_denied"
     assert fifo_done["status"] == "complete"
+
+
+def root_status(daemon: DaemonProcess, root: Path) -> dict[str, Any]:
+    [status] = [r for r in daemon.call("status")["roots"] if r["path"] == str(root)]
+    return dict(status)
+
+
+def scan_errors(daemon: DaemonProcess, path: Path) -> dict[str, tuple[str, str]]:
+    """Return the errors of the newest finished scan of ``path``, by path."""
+    jobs = daemon.call("jobs.list", {"limit": 100})["jobs"]
+    [newest, *_] = [
+        job for job in jobs if job["path"] == str(path) and job["status"] == "complete"
+    ]
+    errors = newest["result"]["errors"]
+    return {error["path"]: (error["kind"], error["message"]) for error in errors}
+
+
+def test_special_files_keep_root_online(tmp_path: Path) -> None:
+    """Special files named like videos are skipped without taking the root
+    offline. The daemon runs as the current user with the Rust core.
+
+    1. A FIFO named ``x.mp4``, a device named ``device.mkv`` and an empty
+       file sit beside a real clip. The clip is cataloged with its duration
+       and codec, the empty file has its error, the FIFO and the device are
+       skipped with their reason, and the root is watched.
+    2. The root goes away, and its entries are marked offline.
+    3. The root comes back with the FIFO still in it, and its entries are
+       online again. A walk whose only errors were skipped special files
+       used to leave them offline.
+    """
+    media = corpus_media_dir()
+    if media is None:
+        pytest.skip(SKIP_REASON)
+    root = (tmp_path / "library").resolve()
+    root.mkdir()
+    clip = root / "clip.mp4"
+    shutil.copyfile(media / CLIP, clip)
+    empty = root / "empty.mp4"
+    empty.touch()
+    fifo = root / "x.mp4"
+    os.mkfifo(fifo)
+    device = root / "device.mkv"
+    try:
+        os.mknod(device, 0o644 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        # Only root may create device nodes, so others check the FIFO alone.
+        device_reason = None
+    else:
+        device_reason = (
+            "not_a_file",
+            "not a regular file (a character device); skipped",
+        )
+    aside = tmp_path / "unplugged"
+
+    with running_daemon(
+        tmp_path / "run", [root], extra_config="[scan]\nsettle_s = 0\n"
+    ) as daemon:
+        daemon.wait_idle()
+        first_root = root_status(daemon, root)
+        first = by_path(daemon.videos())
+        first_errors = scan_errors(daemon, root)
+
+        os.rename(root, aside)
+        wait_until(
+            lambda: all(v["offline"] for v in daemon.videos()),
+            timeout_s=60,
+            what="entries marked offline",
+        )
+        os.rename(aside, root)
+        wait_until(
+            lambda: root_status(daemon, root)["state"] == "watching",
+            timeout_s=60,
+            what="the root watched again",
+        )
+        daemon.wait_idle()
+        back = by_path(daemon.videos())
+        back_errors = scan_errors(daemon, root)
+
+    assert first_root["state"] == "watching"
+    assert first_root["error"] is None
+    assert first[str(clip)]["duration_s"] == pytest.approx(CLIP_DURATION_S)
+    assert first[str(clip)]["video_codec"] == CLIP_VIDEO_CODEC
+    assert first[str(clip)]["error"] is None
+    assert first[str(clip)]["offline"] is False
+    assert first[str(empty)]["error_kind"] == "empty"
+    assert str(fifo) not in first
+    assert str(device) not in first
+    fifo_reason = ("not_a_file", "not a regular file (a FIFO); skipped")
+    assert first_errors[str(fifo)] == fifo_reason
+    if device_reason is not None:
+        assert first_errors[str(device)] == device_reason
+    assert back_errors[str(fifo)] == fifo_reason
+    assert back[str(clip)]["offline"] is False
+    assert back[str(empty)]["offline"] is False
+    assert back[str(clip)]["id"] == first[str(clip)]["id"]
 
 
 class DeletingCore(RustCore):
