@@ -1,7 +1,9 @@
 """Compare the Rust core's probe with ffprobe 5.1 field by field.
 
-Runs over the shared corpus and, where ffmpeg is installed, over clips made by
-the corpus's ``generate.sh``. Prints a per-container, per-field match table.
+Runs over the shared corpus, over the project's fixtures in ``tests/fixtures``
+(see ``make_fixtures.py`` there) and, where ffmpeg is installed, over clips
+made by the corpus's ``generate.sh``. Prints a per-container, per-field
+match table.
 Mismatches fail the test for the container families in ``STRICT_FAMILIES``;
 for the others they are reported only, until their parsers are complete.
 """
@@ -44,10 +46,21 @@ FIELDS = (
     "height",
     "rotation",
     "video_codec",
+    "video_profile",
     "audio_codec",
+    "audio_channels",
+    "audio_sample_rate",
     "duration",
     "frame_rate",
+    "bit_rate",
+    "streams",
 )
+
+# Fields compared even when ffprobe has no value: a profile the core invents
+# for a codec that ffprobe gives none is as wrong as a missing one.
+COMPARED_WHEN_ABSENT = frozenset({"video_profile"})
+# Marks a value left out of the comparison where None would be compared.
+SKIPPED = object()
 
 # Values ffprobe guesses instead of reading them from the container. For
 # these files ffprobe estimates avg_frame_rate from the first packets'
@@ -63,7 +76,15 @@ GUESSED_FRAME_RATE = frozenset(
         "wmv_wmv2_wmav2.wmv",
     }
 )
-MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd")
+# Files whose video stream has no packets: an init segment without samples
+# and a Matroska file cut inside its first cluster. ffprobe takes the H.264
+# profile from a parsed frame, so it prints none for them. The core reports
+# the profile that the avcC record in the header states.
+PROFILE_WITHOUT_FRAMES = frozenset(
+    {"mp4ff-V300-init.mp4", "init-0.m4s", "trunc_header_only_first1k.mkv"}
+)
+MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd", ".py")
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 @dataclass
@@ -117,15 +138,32 @@ def _expected(path: Path) -> dict[str, Any] | None:
         num, den = (int(part) for part in rate.split("/"))
         frame_rate = Fraction(num, den) if den else None
     duration = fmt.get("duration")
+    bit_rate = fmt.get("bit_rate")
+    audio = audios[0] if audios else {}
+    # ffprobe prints sample_rate 0 when the file contains no complete audio frame
+    # to read the rate from (the AC-3 stream of the 1,344-byte M2TS.mts).
+    sample_rate = int(audio.get("sample_rate", 0)) or None
     return {
         "family": fmt["format_name"],
         "width": video.get("width"),
         "height": video.get("height"),
         "rotation": rotation if video else None,
         "video_codec": video.get("codec_name"),
-        "audio_codec": audios[0].get("codec_name") if audios else None,
+        "video_profile": (
+            video.get("profile") if path.name not in PROFILE_WITHOUT_FRAMES else SKIPPED
+        ),
+        "audio_codec": audio.get("codec_name"),
+        "audio_channels": audio.get("channels") or None,
+        "audio_sample_rate": sample_rate,
         "duration": float(duration) if duration is not None else None,
         "frame_rate": frame_rate,
+        "bit_rate": int(bit_rate) if bit_rate is not None else None,
+        # Video (cover art excluded), audio and subtitle streams.
+        "streams": (
+            len(videos),
+            len(audios),
+            sum(1 for s in streams if s.get("codec_type") == "subtitle"),
+        ),
     }
 
 
@@ -138,6 +176,10 @@ def _matches(name: str, expected: Any, got: Any) -> bool:
             return False
         rate = Fraction(got[0], got[1])
         return bool(abs(rate - expected) <= expected * Fraction(1, 1000))
+    if name == "bit_rate":
+        # ffprobe divides the file size by its duration, so a duration within
+        # its 0.5 % tolerance moves the rate by as much; allow twice that.
+        return got is not None and abs(got - expected) <= 0.01 * expected
     return bool(expected == got)
 
 
@@ -148,9 +190,18 @@ def _actual(result: _core.ProbeResult) -> dict[str, Any]:
         # Containers without a display matrix leave rotation unset: upright.
         "rotation": 0 if result.rotation is None else result.rotation,
         "video_codec": result.video_codec,
+        "video_profile": result.video_profile,
         "audio_codec": result.audio_codec,
+        "audio_channels": result.audio_channels,
+        "audio_sample_rate": result.audio_sample_rate,
         "duration": result.duration_s,
         "frame_rate": result.frame_rate,
+        "bit_rate": result.bit_rate,
+        "streams": (
+            result.video_streams,
+            result.audio_streams,
+            result.subtitle_streams,
+        ),
     }
 
 
@@ -171,7 +222,7 @@ def _compare(folder: Path) -> Comparison:
         container = result.container or family.split(",")[0]
         actual = _actual(result)
         for name, value in expected.items():
-            if value is None:
+            if value is SKIPPED or (value is None and name not in COMPARED_WHEN_ABSENT):
                 continue
             count = comparison.counts[(container, name)]
             count[1] += 1
@@ -258,3 +309,7 @@ def test_accuracy_on_generated_clips(
     generated_media: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _run("generated clips", generated_media, capsys)
+
+
+def test_accuracy_on_project_fixtures(capsys: pytest.CaptureFixture[str]) -> None:
+    _run("project fixtures", FIXTURES, capsys)

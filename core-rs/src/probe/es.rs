@@ -427,10 +427,11 @@ pub(crate) fn find_start_code(data: &[u8], code: u8) -> Option<usize> {
         .map(|p| p + 4)
 }
 
-/// The profile of `codec` as ffprobe 5.1 prints it, read from the start of
-/// the stream's first frame: the keyframe header of VP8 and VP9, the AV1
-/// sequence header OBU, the H.264 or HEVC SPS of an Annex-B frame, the
-/// MPEG-4 Visual object sequence header, or the JPEG frame marker of MJPEG.
+/// Reads the profile of `codec` from the start of the stream's first frame
+/// and names it as ffprobe 5.1 prints it. The profile comes from the frame
+/// header of VP8 and VP9, the AV1 sequence header OBU, the H.264 or HEVC SPS
+/// of an Annex-B frame, the MPEG-4 Visual object sequence header, or the
+/// JPEG start-of-frame marker of MJPEG.
 pub(crate) fn frame_profile(codec: &str, frame: &[u8]) -> Option<String> {
     match codec {
         // ffmpeg 5.1 has no names for VP8 profiles, so ffprobe prints the number.

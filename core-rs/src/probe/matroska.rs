@@ -567,9 +567,9 @@ fn parse_projection(body: &[u8]) -> Result<Projection> {
     Ok(projection)
 }
 
-/// The rotation ffprobe 5.1 reports for a projection: ffmpeg turns the roll
-/// of a rectangular projection into a display matrix, mirrored when the yaw
-/// is 180 degrees, and ignores any other pose.
+/// Computes the rotation ffprobe 5.1 reports for a projection. ffmpeg turns
+/// the roll of a rectangular projection into a display matrix, mirrored when
+/// the yaw is 180 degrees, and ignores any other pose.
 // ffmpeg compares the angles exactly, and 180 is exact in a float.
 #[allow(clippy::float_cmp)]
 fn projection_rotation(projection: &Projection) -> i32 {
@@ -579,10 +579,12 @@ fn projection_rotation(projection: &Projection) -> i32 {
         pitch,
         roll,
     } = *projection;
+
     let flipped = yaw == 180.0 || yaw == -180.0;
     if kind != 0 || pitch != 0.0 || (yaw != 0.0 && !flipped) || !roll.is_finite() {
         return 0;
     }
+
     // ffmpeg stores the matrix in 16.16 fixed point, truncating, and ffprobe
     // truncates the angle it reads back: a roll of 30 prints as 29.
     #[allow(clippy::cast_possible_truncation)]
@@ -595,6 +597,7 @@ fn projection_rotation(projection: &Projection) -> i32 {
     if flipped {
         (a, c) = (-a, -c);
     }
+
     let [a, b, c, d] = [a, b, c, d].map(|v| f64::from(v) / 65536.0);
     let (scale_x, scale_y) = (a.hypot(c), b.hypot(d));
     if scale_x == 0.0 || scale_y == 0.0 {
@@ -638,8 +641,9 @@ fn read_frame_profile<R: Read + Seek>(
     Ok(first_frame(&cluster, video.number).and_then(|frame| es::frame_profile(codec, frame)))
 }
 
-/// The data of the first block of `track` in a Cluster's body, or `None`
-/// when no such block starts in `cluster` or its frames are laced.
+/// Finds the first block of `track` in a Cluster's body and returns its
+/// frame data, or `None` when no such block starts in `cluster` or its frames
+/// are laced.
 fn first_frame(cluster: &[u8], track: u64) -> Option<&[u8]> {
     for child in children(cluster) {
         let (id, body) = child.ok()?;
@@ -899,7 +903,7 @@ mod tests {
         assert!(info.complete);
     }
 
-    /// A block of `track` (numbers below 127) with `flags` and `frame`.
+    /// Builds a block of `track` (numbers below 127) with `flags` and `frame`.
     fn block(track: u8, flags: u8, frame: &[u8]) -> Vec<u8> {
         [&[0x80 | track, 0, 0, flags][..], frame].concat()
     }
@@ -968,7 +972,7 @@ mod tests {
             (pose(0, 0.0, 0.0, 270.0), -90),
             // sin(180°) truncates to 0 in 16.16, so atan2 lands on -180.
             (pose(0, 0.0, 0.0, 180.0), -180),
-            // The 16.16 matrix holds 29.998 degrees, which ffprobe truncates.
+            // The 16.16 matrix stores 29.998 degrees, which ffprobe truncates.
             (pose(0, 0.0, 0.0, 30.0), 29),
             // A mirrored picture: ffmpeg negates the roll.
             (pose(0, 180.0, 0.0, 90.0), -90),
