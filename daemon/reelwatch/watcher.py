@@ -291,7 +291,12 @@ class Watcher:
         change.
         """
         async for batch in self._source.watch(self._roots, stop_event):
-            for status, rescan in await self._root_updates(batch.roots):
+            # One worker-thread call per batch for both filesystem checks:
+            # each hop to a thread and back adds to every change's latency.
+            problems, directories = await anyio.to_thread.run_sync(
+                self._inspect, self._candidates(batch)
+            )
+            for status, rescan in self._root_updates(batch.roots, problems):
                 log.info("root_state", root=status.path, state=status.state.value)
                 self._on_root_status(status)
                 if rescan:
@@ -310,21 +315,34 @@ class Watcher:
             for old, new in batch.moves:
                 changes.update(await self._handle_move(old, new))
             if changes:
-                await self.handle_changes(frozenset(changes))
+                await self._queue_scans(frozenset(changes), directories)
 
-    async def _root_updates(
-        self, reported: Sequence[RootStatus]
-    ) -> list[tuple[RootStatus, bool]]:
-        """Return the root states to publish, each with whether to scan the root.
+    def _candidates(self, batch: WatchBatch) -> list[str]:
+        """Return the added or modified paths of ``batch`` that may be scanned."""
+        paths = [path for kind, path in batch.changes if kind != ChangeKind.DELETED]
+        paths += [new for _old, new in batch.moves]
+        return [
+            path
+            for path in paths
+            if (root := root_for(path, self._roots)) is not None
+            and not is_ignored(path, root, self._ignore)
+        ]
+
+    def _inspect(self, candidates: Sequence[str]) -> tuple[dict[str, str], set[str]]:
+        """Check every root's identity and find the folders among ``candidates``.
 
         Every batch, heartbeats included, checks that each root is still the
         configured folder, because a source may follow a symlink that
-        replaced a root and go on reporting it ``watching``.
+        replaced a root and go on reporting it ``watching``. Runs in a worker
+        thread, since a stat can block on a slow filesystem.
         """
+        return self._root_identities.problems(self._roots), _directories(candidates)
+
+    def _root_updates(
+        self, reported: Sequence[RootStatus], problems: dict[str, str]
+    ) -> list[tuple[RootStatus, bool]]:
+        """Return the root states to publish, each with whether to scan the root."""
         self._source_states.update((status.path, status) for status in reported)
-        problems = await anyio.to_thread.run_sync(
-            self._root_identities.problems, self._roots
-        )
         updates = [
             (status, status.state == RootState.MISSING)
             for status in reported
@@ -360,7 +378,18 @@ class Watcher:
 
     async def handle_changes(self, changes: frozenset[Change]) -> None:
         """Queue the scans that a set of changes calls for."""
-        targets = await self._targets(changes)
+        await self._queue_scans(changes, None)
+
+    async def _queue_scans(
+        self, changes: frozenset[Change], directories: set[str] | None
+    ) -> None:
+        """Queue the scans for ``changes``.
+
+        ``directories`` contains the folders among the added and modified paths
+        when the caller already looked them up; otherwise they are looked up
+        here.
+        """
+        targets = await self._targets(changes, directories)
         for parent, paths in _group_by_parent(targets.files).items():
             if len(paths) > _COALESCE_THRESHOLD:
                 targets.trees.add(parent)
@@ -372,7 +401,9 @@ class Watcher:
             if not any(path.startswith(tree + os.sep) for tree in trees):
                 await self._submit(path, recursive=False)
 
-    async def _targets(self, changes: frozenset[Change]) -> _Targets:
+    async def _targets(
+        self, changes: frozenset[Change], directories: set[str] | None
+    ) -> _Targets:
         targets = _Targets()
         candidates = []
         for kind, path in changes:
@@ -388,7 +419,9 @@ class Watcher:
 
         if not candidates:
             return targets
-        is_dir = await anyio.to_thread.run_sync(_directories, candidates)
+        is_dir = directories
+        if is_dir is None:
+            is_dir = await anyio.to_thread.run_sync(_directories, candidates)
         scannable = [
             path
             for path in candidates
