@@ -128,8 +128,8 @@ impl Batch {
         self.first_at.is_none()
     }
 
-    /// The quiet time after which this batch is returned: `settled_step` when it holds only
-    /// complete renames and moves, removals, rescans and root events, `step` otherwise.
+    /// Returns the quiet time after which this batch is ready: `settled_step` when it contains
+    /// only complete renames and moves, removals, rescans and root events, `step` otherwise.
     ///
     /// A creation or write may be followed by more writes, and the first half of a rename
     /// waits for its second, so those keep the longer step and a burst still coalesces. A

@@ -212,8 +212,8 @@ impl WatcherBuilder {
     /// Default quiet time after which a batch with creations or writes is returned.
     pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
     /// Default quiet time after which a batch of only renames, moves, removals and rescans is
-    /// returned. inotify hands over the events of one read within microseconds, so this only
-    /// has to outlast a short preemption of the thread that reads them.
+    /// returned. notify's event thread passes on the events of one inotify read one after the
+    /// other, so this only has to outlast a short preemption of that thread.
     pub const DEFAULT_SETTLED_STEP: Duration = Duration::from_millis(5);
     /// Default longest time a batch collects changes once it has started.
     pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(1600);
