@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import itertools
+import operator
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple, Protocol
 
@@ -44,6 +46,11 @@ _FINISHED_STATES = tuple(state.value for state in JobState if state.is_finished)
 _CURSOR_PREFIX = "p1."
 _INT64_SPAN = 1 << 64
 _INT64_MAX = (1 << 63) - 1
+# os.fsencode and os.fsdecode with their per-call checks taken out: the
+# catalog converts every path of a scan, and str.encode with these arguments
+# gives the same bytes.
+_FS_ENCODING = sys.getfilesystemencoding()
+_FS_ERRORS = sys.getfilesystemencodeerrors()
 
 
 class FileState(NamedTuple):
@@ -259,7 +266,11 @@ def _invalid_cursor(cursor: str) -> InvalidParamsError:
 
 
 def _encode_path(path: str) -> bytes:
-    return os.fsencode(path)
+    return path.encode(_FS_ENCODING, _FS_ERRORS)
+
+
+def _decode_path(path: bytes) -> str:
+    return path.decode(_FS_ENCODING, _FS_ERRORS)
 
 
 def _directory_prefix(directory: str) -> bytes:
@@ -428,8 +439,8 @@ def _video_from_row(row: Sequence[Any]) -> Video:
     probed_at = row[24]
     return Video(
         id=video_id,
-        path=os.fsdecode(path),
-        root=os.fsdecode(root),
+        path=_decode_path(path),
+        root=_decode_path(root),
         size=size,
         mtime_ns=mtime_ns,
         ctime_ns=ctime_ns,
@@ -656,8 +667,10 @@ class SQLiteRepository:
         return states
 
     async def upsert_videos(self, videos: Sequence[Video]) -> None:
-        ordered = sorted(videos, key=lambda video: _encode_path(video.path))
-        await self._write((_VIDEO_UPSERT, _video_row(video)) for video in ordered)
+        # In path order, which SQLite's index on path writes fastest; the
+        # first column of a row is the encoded path.
+        rows = sorted(map(_video_row, videos), key=operator.itemgetter(0))
+        await self._write((_VIDEO_UPSERT, row) for row in rows)
 
     async def delete_videos(self, paths: Sequence[str]) -> int:
         ordered = sorted(_encode_path(path) for path in paths)
@@ -963,19 +976,20 @@ def _sql_of(statement: tuple[str, Sequence[Any]]) -> str:
 
 
 def _states_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, FileState]:
+    # A re-check reads every row under the scanned folder, so this loop is
+    # kept to plain operations: no helper call per column.
+    span = _INT64_SPAN
     states = {}
-    for row in rows:
-        (path, size, mtime_ns, ctime_ns, inode, device) = row[:6]
-        (complete, kind, fingerprint) = row[6:]
-        states[os.fsdecode(path)] = FileState(
+    for path, size, mtime_ns, ctime_ns, inode, device, complete, kind, digest in rows:
+        states[_decode_path(path)] = FileState(
             size,
             mtime_ns,
             ctime_ns,
-            _from_int64(inode),
-            _from_int64(device),
+            inode + span if inode < 0 else inode,
+            device + span if device < 0 else device,
             None if complete is None else bool(complete),
             kind,
-            fingerprint,
+            digest,
         )
     return states
 

@@ -424,10 +424,11 @@ class Scanner:
             return result
 
         if stat.S_ISDIR(mode):
-            walk = await self._walk(path, recursive)
+            walk, known = await self._walk_and_read(path, recursive)
         else:
             walk = await self._single_file(path, root, mode, result)
-        await self._reconcile(path, root, walk, recursive, result, context)
+            known = await self._repository.file_states(path)
+        await self._reconcile(path, root, walk, known, recursive, result, context)
         log.info(
             "scan_finished",
             path=path,
@@ -471,6 +472,31 @@ class Scanner:
         self._removed.add(videos, _fingerprints_by_id(videos, known))
         return await self._repository.delete_videos(paths)
 
+    async def _walk_and_read(
+        self, path: str, recursive: bool
+    ) -> tuple[WalkResult, dict[str, FileState]]:
+        """Walk ``path`` and read its catalog entries at the same time.
+
+        The walk runs in the core without the GIL and the read on the
+        catalog's thread, so on a re-check of an unchanged tree each hides
+        most of the other's time.
+        """
+        known: dict[str, FileState] = {}
+
+        async def read() -> None:
+            known.update(await self._repository.file_states(path))
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                walk = await self._walk(path, recursive)
+        except BaseExceptionGroup as group_error:
+            # Callers expect the error itself (StorageError, an OSError).
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+        return walk, known
+
     async def _walk(self, path: str, recursive: bool) -> WalkResult:
         walk = await self._core.walk(
             path,
@@ -512,11 +538,11 @@ class Scanner:
         path: str,
         root: str,
         walk: WalkResult,
+        known: dict[str, FileState],
         recursive: bool,
         result: ScanResult,
         context: JobContext | None,
     ) -> None:
-        known = await self._repository.file_states(path)
         unreadable_dirs = []
         for error in walk.errors:
             result.add_error(FileError(error.path, error.kind, error.message))
@@ -704,14 +730,24 @@ class Scanner:
         known: dict[str, FileState],
         result: ScanResult,
     ) -> list[WalkEntry]:
+        # The same test as _is_up_to_date, written out because it runs once
+        # per file of every re-check: slices compare the identity without
+        # building an _Identity per file.
         to_probe = []
+        skipped = 0
+        get_state = known.get
         for entry in files:
-            state = known.get(entry.path)
-            identity = _Identity(*entry[1:])
-            if state is not None and _is_up_to_date(state, identity):
-                result.skipped += 1
+            state = get_state(entry[0])
+            if (
+                state is not None
+                and state[:5] == entry[1:]
+                and (state.complete is not False or state.error_kind is not None)
+                and state.error_kind not in RETRIED_ERROR_KINDS
+            ):
+                skipped += 1
             else:
                 to_probe.append(entry)
+        result.skipped += skipped
         return to_probe
 
     async def _probe_all(
@@ -830,6 +866,11 @@ class Scanner:
         """
         settle_s = self._config.scan.settle_s
         age_s = (now_ns - identity.mtime_ns) / 1e9
+        if age_s >= settle_s:
+            # Settled by its mtime alone, the common case of a first index:
+            # no clock read, and any earlier sighting is forgotten.
+            self._first_seen.pop(path, None)
+            return 0.0
         now = anyio.current_time()
         seen = self._first_seen.get(path)
         if seen is None or seen[0] != identity:
@@ -1020,7 +1061,36 @@ def _video_from_probe(
     error: FileError | None,
     probed_at: float,
 ) -> Video:
-    video = Video(
+    if probe.ok:
+        # Built in one call, not as a base entry and a copy with the media
+        # fields: this runs once per probed file.
+        return Video(
+            id=0,
+            path=path,
+            root=root,
+            size=identity.size,
+            mtime_ns=identity.mtime_ns,
+            ctime_ns=identity.ctime_ns,
+            inode=identity.inode,
+            device=identity.device,
+            complete=_completeness(probe, is_incomplete),
+            error=None if error is None else error.message,
+            error_kind=None if error is None else error.kind,
+            probed_at=probed_at,
+            container=probe.container,
+            duration_s=probe.duration_s,
+            width=probe.width,
+            height=probe.height,
+            frame_rate=probe.frame_rate,
+            video_codec=probe.video_codec,
+            audio_codec=probe.audio_codec,
+            rotation=probe.rotation,
+            video_profile=probe.video_profile,
+            audio_channels=probe.audio_channels,
+            audio_sample_rate=probe.audio_sample_rate,
+            bit_rate=probe.bit_rate,
+        )
+    return Video(
         id=0,
         path=path,
         root=root,
@@ -1033,23 +1103,6 @@ def _video_from_probe(
         error=None if error is None else error.message,
         error_kind=None if error is None else error.kind,
         probed_at=probed_at,
-    )
-    if not probe.ok:
-        return video
-    return msgspec.structs.replace(
-        video,
-        container=probe.container,
-        duration_s=probe.duration_s,
-        width=probe.width,
-        height=probe.height,
-        frame_rate=probe.frame_rate,
-        video_codec=probe.video_codec,
-        audio_codec=probe.audio_codec,
-        rotation=probe.rotation,
-        video_profile=probe.video_profile,
-        audio_channels=probe.audio_channels,
-        audio_sample_rate=probe.audio_sample_rate,
-        bit_rate=probe.bit_rate,
     )
 
 
