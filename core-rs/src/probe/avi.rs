@@ -13,9 +13,9 @@
 //! chunk of the movie data (`movi`), as ffprobe takes it from the first frame.
 //!
 //! Byte budget: 12 bytes per chunk header plus at most [`HEADER_PREFIX`]
-//! bytes of each header chunk, 12 bytes per OpenDML `AVIX` list checked
-//! for completeness, and at most [`FIRST_FRAME_READ`] bytes of the first
-//! video chunk; a few kilobytes in all.
+//! bytes of each header chunk, and 12 bytes per OpenDML `AVIX` list checked
+//! for completeness. The first video chunk costs at most
+//! [`FIRST_FRAME_READ`] bytes more, so a probe reads a few kilobytes in all.
 //!
 //! A file is [`ErrorKind::NoVideo`] when its header list was read whole and
 //! none of its stream headers has the type `vids` (or `iavs`, DV).
@@ -36,7 +36,9 @@ const MAX_RIFF_LISTS: u32 = 4096;
 /// Bytes read from the start of the first video chunk. The codec headers
 /// that carry the profile (SPS, visual object sequence, JPEG frame header)
 /// come first in a keyframe.
-const FIRST_FRAME_READ: u64 = 16 * 1024;
+/// NOTE: a camera MJPEG frame whose EXIF segment (up to 64 KiB) precedes the
+/// frame header gets no profile.
+const FIRST_FRAME_READ: u64 = 4096;
 /// Chunks walked after the header list before giving up on the first video
 /// chunk: `JUNK`, `INFO`, the `movi` list and audio chunks before the video.
 const MAX_CHUNKS_TO_FIRST_FRAME: u32 = 256;
@@ -536,7 +538,7 @@ mod tests {
         probe(&mut reader)
     }
 
-    /// An AVI whose audio stream comes first, so the video chunks are `01dc`.
+    /// Builds an AVI whose audio stream comes first, so the video chunks are `01dc`.
     fn audio_first_avi(after_hdrl: &[Vec<u8>]) -> Vec<u8> {
         let mut body = b"AVI ".to_vec();
         body.extend(list(

@@ -4,8 +4,8 @@
 //! and `SeekHead` into memory and stops at the first `Cluster` once it has
 //! both. A `SeekHead` leads to `Info` or `Tracks` stored after the clusters.
 //! Only when the track header does not state the video profile (VP8 and VP9
-//! never do) is a media block read: the video track's first frame, within
-//! the first [`FIRST_CLUSTER_READ`] bytes of the first `Cluster`.
+//! never do) are media blocks read: the first [`FRAME_HEAD_READ`] bytes of
+//! the video track's first frame in the first `Cluster`.
 
 use std::io::{Read, Seek};
 
@@ -71,10 +71,14 @@ const MAX_TOP_LEVEL_ELEMENTS: u32 = 10_000;
 const DEFAULT_TIMESTAMP_SCALE: u64 = 1_000_000;
 /// ffmpeg reduces a frame rate from `DefaultDuration` to parts of at most this.
 const FRAME_RATE_MAX_PART: u64 = 30_000;
-/// Bytes read from the start of the first Cluster to find the first video
-/// frame when the track header lacks the codec profile. Audio blocks before
-/// it are small, and the profile sits in a frame's first bytes.
-const FIRST_CLUSTER_READ: u64 = 16 * 1024;
+/// Blocks of the first Cluster looked at to find the video track's first
+/// frame when the track header lacks the codec profile.
+const MAX_BLOCKS_TO_FIRST_FRAME: u32 = 64;
+/// Bytes read from the start of a block. The codec headers that carry the
+/// profile (VP8 and VP9 frame headers, the AV1 sequence header, an H.264 SPS
+/// after an access unit delimiter) come within the first few dozen bytes.
+const FRAME_HEAD_READ: u64 = 1024;
+const FRAME_HEAD_LIMIT: usize = 1024;
 
 /// Reads the container's headers from offset 0 of `reader`.
 pub fn probe<R: Read + Seek>(reader: &mut Reader<R>) -> Result<MediaInfo> {
@@ -610,8 +614,8 @@ fn projection_rotation(projection: &Projection) -> i32 {
     truncated
 }
 
-/// Reads the start of the first Cluster and returns the profile stated in
-/// the video track's first frame.
+/// Walks the first Cluster's blocks and returns the profile stated at the
+/// start of the video track's first frame.
 fn read_frame_profile<R: Read + Seek>(
     reader: &mut Reader<R>,
     cluster_offset: u64,
@@ -623,53 +627,77 @@ fn read_frame_profile<R: Read + Seek>(
     if video.has_content_encodings || video.number == 0 {
         return Ok(None);
     }
-    let header = read_header(reader, cluster_offset)?;
-    if header.id != ID_CLUSTER {
+    let cluster = read_header(reader, cluster_offset)?;
+    if cluster.id != ID_CLUSTER {
         return Ok(None);
     }
-    let available = reader.len().saturating_sub(header.data_offset);
-    let size = header
-        .size
-        .unwrap_or(available)
-        .min(available)
-        .min(FIRST_CLUSTER_READ);
-    let cluster = reader.read_vec(
-        size,
-        usize::try_from(FIRST_CLUSTER_READ).unwrap_or(usize::MAX),
-    )?;
-
-    Ok(first_frame(&cluster, video.number).and_then(|frame| es::frame_profile(codec, frame)))
+    let len = reader.len();
+    let end = cluster.size.map_or(len, |size| {
+        cluster.data_offset.saturating_add(size).min(len)
+    });
+    let mut offset = cluster.data_offset;
+    for _ in 0..MAX_BLOCKS_TO_FIRST_FRAME {
+        if offset >= end {
+            break;
+        }
+        let child = read_header(reader, offset)?;
+        let Some(size) = child.size else { break };
+        let block = match child.id {
+            ID_SIMPLE_BLOCK => Some((child.data_offset, size)),
+            ID_BLOCK_GROUP => find_block(reader, child.data_offset, size)?,
+            _ => None,
+        };
+        if let Some((block_offset, block_size)) = block {
+            let count = block_size
+                .min(FRAME_HEAD_READ)
+                .min(len.saturating_sub(block_offset));
+            reader.seek_to(block_offset)?;
+            let head = reader.read_vec(count, FRAME_HEAD_LIMIT)?;
+            if let Some(frame) = block_frame(&head, video.number) {
+                return Ok(es::frame_profile(codec, frame));
+            }
+        }
+        offset = child.data_offset.saturating_add(size);
+    }
+    Ok(None)
 }
 
-/// Finds the first block of `track` in a Cluster's body and returns its
-/// frame data, or `None` when no such block starts in `cluster` or its frames
-/// are laced.
-fn first_frame(cluster: &[u8], track: u64) -> Option<&[u8]> {
-    for child in children(cluster) {
-        let (id, body) = child.ok()?;
-        let block = match id {
-            ID_SIMPLE_BLOCK => body,
-            ID_BLOCK_GROUP => {
-                let mut blocks = children(body).filter_map(Result::ok);
-                let Some((_, block)) = blocks.find(|(id, _)| *id == ID_BLOCK) else {
-                    continue;
-                };
-                block
-            }
-            _ => continue,
-        };
-        let mut cursor = ByteCursor::new(block, "Matroska block");
-        if parse_vint(&mut cursor, false).ok()? != track {
-            continue;
+/// Finds the `Block` among a `BlockGroup`'s children: (offset, size).
+fn find_block<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    mut offset: u64,
+    size: u64,
+) -> Result<Option<(u64, u64)>> {
+    let end = offset.saturating_add(size).min(reader.len());
+    // Muxers write the Block first; a few other children may precede it.
+    for _ in 0..8 {
+        if offset >= end {
+            break;
         }
-        // A 16-bit relative timestamp, then the flags with the lacing bits.
-        let [_, _, flags] = cursor.array().ok()?;
-        if flags & 0x06 != 0 {
-            return None;
+        let child = read_header(reader, offset)?;
+        let Some(size) = child.size else { break };
+        if child.id == ID_BLOCK {
+            return Ok(Some((child.data_offset, size)));
         }
-        return Some(cursor.rest());
+        offset = child.data_offset.saturating_add(size);
     }
-    None
+    Ok(None)
+}
+
+/// Returns the frame data at the start of `block` when the block belongs to
+/// `track`. Laced frames give an empty slice, because the lace sizes come
+/// first and the probe does not decode them.
+fn block_frame(block: &[u8], track: u64) -> Option<&[u8]> {
+    let mut cursor = ByteCursor::new(block, "Matroska block");
+    if parse_vint(&mut cursor, false).ok()? != track {
+        return None;
+    }
+    // A 16-bit relative timestamp, then the flags with the lacing bits.
+    let [_, _, flags] = cursor.array().ok()?;
+    if flags & 0x06 != 0 {
+        return Some(&[]);
+    }
+    Some(cursor.rest())
 }
 
 fn first_video(tracks: &[TrackEntry]) -> Option<&TrackEntry> {
@@ -915,13 +943,21 @@ mod tests {
 
     #[test]
     fn first_video_frame_gives_the_profile() {
-        // An audio block first, then a BlockGroup with a VP9 profile 2 frame.
+        // An audio block, a BlockGroup with only a BlockDuration, then a
+        // BlockGroup whose Block after its BlockDuration contains a VP9 profile 2
+        // frame.
+        let block_duration = uint(0x9B, 40);
         let cluster = [
             uint(0xE7, 0),
             element(ID_SIMPLE_BLOCK, &block(2, 0x80, &[0xFC; 8])),
+            element(ID_BLOCK_GROUP, &block_duration),
             element(
                 ID_BLOCK_GROUP,
-                &element(ID_BLOCK, &block(1, 0, &[0x90, 0, 0])),
+                &[
+                    block_duration.clone(),
+                    element(ID_BLOCK, &block(1, 0, &[0x90, 0, 0])),
+                ]
+                .concat(),
             ),
         ]
         .concat();
