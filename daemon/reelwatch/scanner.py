@@ -760,27 +760,42 @@ class Scanner:
         digests: dict[str, str],
     ) -> None:
         batch_size = self._config.scan.probe_batch_size
+        chunks = [
+            entries[start : start + batch_size]
+            for start in range(0, len(entries), batch_size)
+        ]
         done = 0
         # Batch n is written while batch n+1 is probed: the probe runs on a
         # worker thread and the write on the catalog's thread. At most one
-        # write is pending, so memory stays at two batches.
+        # write is pending, so memory stays at two batches. Batch n+1 is
+        # claimed while batch n is probed, because the claim's catalog read
+        # waits for the pending write and would otherwise hold back the
+        # probe until that write ends.
         written = anyio.Event()
         written.set()
+        batch: list[WalkEntry] = []
         try:
             async with anyio.create_task_group() as writes:
-                for start in range(0, len(entries), batch_size):
-                    if context is not None:
-                        context.raise_if_cancelled()
-                        context.set_progress(done, len(entries))
-                    chunk = entries[start : start + batch_size]
-                    batch = await self._claim_batch(chunk, known, result)
+                if chunks:
+                    batch = await self._claim_batch(chunks[0], known, result)
+                for index, chunk in enumerate(chunks):
+                    next_chunk = chunks[index + 1] if index + 1 < len(chunks) else []
                     try:
-                        videos = await self._probe_batch(
-                            root, batch, known, result, digests
+                        if context is not None:
+                            context.raise_if_cancelled()
+                            context.set_progress(done, len(entries))
+                        videos, next_batch = await self._probe_and_claim(
+                            root, batch, next_chunk, known, result, digests
                         )
                         # A failed write cancels this wait. The batch is
                         # then never written, so its claim is released.
-                        await written.wait()
+                        try:
+                            await written.wait()
+                        except BaseException:
+                            self._in_flight.difference_update(
+                                e.path for e in next_batch
+                            )
+                            raise
                     except BaseException:
                         self._in_flight.difference_update(e.path for e in batch)
                         raise
@@ -788,6 +803,7 @@ class Scanner:
                     writes.start_soon(
                         self._write_batch, root, batch, videos, digests, written
                     )
+                    batch = next_batch
                     done += len(chunk)
         except BaseExceptionGroup as group:
             # Callers expect the error itself (JobCancelledError,
@@ -797,6 +813,38 @@ class Scanner:
             raise
         if context is not None and entries:
             context.set_progress(done, len(entries))
+
+    async def _probe_and_claim(
+        self,
+        root: str,
+        batch: Sequence[WalkEntry],
+        next_chunk: Sequence[WalkEntry],
+        known: dict[str, FileState],
+        result: ScanResult,
+        digests: dict[str, str],
+    ) -> tuple[list[Video], list[WalkEntry]]:
+        """Probe ``batch`` and claim ``next_chunk`` at the same time.
+
+        Returns the entries to write and the claimed files of ``next_chunk``.
+        When either step fails, the next chunk's claim is released; the
+        caller releases ``batch``.
+        """
+        next_batch: list[WalkEntry] = []
+
+        async def claim() -> None:
+            next_batch.extend(await self._claim_batch(next_chunk, known, result))
+
+        try:
+            async with anyio.create_task_group() as group:
+                if next_chunk:
+                    group.start_soon(claim)
+                videos = await self._probe_batch(root, batch, known, result, digests)
+        except BaseException as exc:
+            self._in_flight.difference_update(entry.path for entry in next_batch)
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                raise exc.exceptions[0] from None
+            raise
+        return videos, next_batch
 
     async def _write_batch(
         self,
