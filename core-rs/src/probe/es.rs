@@ -430,8 +430,8 @@ pub(crate) fn find_start_code(data: &[u8], code: u8) -> Option<usize> {
 /// Reads the profile of `codec` from the start of the stream's first frame
 /// and names it as ffprobe 5.1 prints it. The profile comes from the frame
 /// header of VP8 and VP9, the AV1 sequence header OBU, the H.264 or HEVC SPS
-/// of an Annex-B frame, the MPEG-4 Visual object sequence header, or the
-/// JPEG start-of-frame marker of MJPEG.
+/// of an Annex-B frame, the MPEG-1/2 or MPEG-4 Visual sequence header, or
+/// the JPEG start-of-frame marker of MJPEG.
 pub(crate) fn frame_profile(codec: &str, frame: &[u8]) -> Option<String> {
     match codec {
         // ffmpeg 5.1 has no names for VP8 profiles, so ffprobe prints the number.
@@ -441,6 +441,7 @@ pub(crate) fn frame_profile(codec: &str, frame: &[u8]) -> Option<String> {
         "h264" => find_h264_sps(frame)?.profile.map(str::to_owned),
         "hevc" => find_hevc_sps(frame)?.profile.map(str::to_owned),
         "mpeg4" => mpeg4_visual_profile(&frame[find_start_code(frame, 0xB0)? - 4..]),
+        "mpeg1video" | "mpeg2video" => find_mpeg12_sequence(frame)?.profile.map(str::to_owned),
         "mjpeg" => jpeg_profile(frame).map(str::to_owned),
         _ => None,
     }
@@ -1029,6 +1030,7 @@ mod tests {
         assert_eq!((video.width, video.height), (160, 90));
         assert_eq!(video.profile, Some("Main"));
         assert_eq!(video.frame_rate, Rational::new(25, 1));
+        assert_eq!(frame_profile("mpeg2video", &data).as_deref(), Some("Main"));
     }
 
     #[test]

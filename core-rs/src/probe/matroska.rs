@@ -624,6 +624,10 @@ fn read_frame_profile<R: Read + Seek>(
     let Some(codec) = codecs::matroska_codec(&video.codec_id, &video.codec_private, 0) else {
         return Ok(None);
     };
+    // MPEG-1/2 and MPEG-4 Visual tracks keep their sequence header here.
+    if let Some(profile) = es::frame_profile(codec, &video.codec_private) {
+        return Ok(Some(profile));
+    }
     if video.has_content_encodings || video.number == 0 {
         return Ok(None);
     }
@@ -967,6 +971,27 @@ mod tests {
 
         let live = webm_with_cluster(tracks(), unknown_size(ID_CLUSTER, &cluster)).unwrap();
         assert_eq!(live.video_profile.as_deref(), Some("Profile 2"));
+    }
+
+    #[test]
+    fn codec_private_sequence_header_gives_the_profile() {
+        // MPEG-4 Visual object sequence header, profile_and_level 0xF5.
+        let video = [
+            uint(ID_TRACK_NUMBER, 1),
+            uint(ID_TRACK_TYPE, 1),
+            element(ID_CODEC_ID, b"V_MPEG4/ISO/ASP"),
+            element(ID_CODEC_PRIVATE, &[0, 0, 1, 0xB0, 0xF5, 0, 0, 1, 0xB5]),
+        ]
+        .concat();
+        let tracks = element(ID_TRACKS, &element(ID_TRACK_ENTRY, &video));
+
+        let info = webm_with_cluster(tracks, element(ID_CLUSTER, &[])).unwrap();
+
+        assert_eq!(info.video_codec.as_deref(), Some("mpeg4"));
+        assert_eq!(
+            info.video_profile.as_deref(),
+            Some("Advanced Simple Profile")
+        );
     }
 
     #[test]
