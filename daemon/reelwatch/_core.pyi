@@ -235,10 +235,11 @@ class Watcher:
 
         Returns ``[]`` when ``timeout_ms`` passes with no change. Once a change
         has arrived, the batch is returned after ``step_ms`` without another
-        change, or ``debounce_ms`` after its first change. A batch that holds
-        only renames, files or folders moved in, removals and rescans (no
-        creation or write, and no rename still waiting for its second half)
-        is returned after ``settled_step_ms`` instead. Each item is
+        change, or ``debounce_ms`` after its first change. A batch of at most
+        32 entries, all of them renames, files or folders moved in and rescans
+        (no creation, write or removal, and no rename still waiting for its
+        second half), is returned after ``settled_step_ms`` instead. Each
+        item is
         ``(kind, path, target, message)``: ``target`` is the new path of a
         ``renamed``; ``message`` is the reason of a ``rescan`` or the text of
         a ``watch_error``, ``root_missing`` or ``unmounted``. Kinds:

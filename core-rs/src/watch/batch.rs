@@ -16,6 +16,11 @@ pub(crate) const COLLAPSED_REASON: &str =
 /// At most this many `watch_error` entries per root are kept in one batch; the rest are counted.
 const MAX_ERRORS_PER_ROOT: usize = 100;
 
+/// A batch with more entries than this waits for the full step even if it holds only renames:
+/// so many changes at once are a burst (`mv` of a whole folder's files), which should reach
+/// the daemon as one batch that it turns into one folder scan.
+const MAX_SETTLED_ENTRIES: usize = 32;
+
 /// One thing the watcher noticed, already mapped from the backend's vocabulary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Observation {
@@ -94,8 +99,9 @@ pub(crate) struct Batch {
     errors: Vec<usize>,
     suppressed_errors: Vec<usize>,
     live: Vec<usize>,
-    /// Whether a creation, write or metadata change was seen since the last `take`. Such a
-    /// file may still be written, so the batch waits the full step; see [`Batch::quiet_time`].
+    /// Whether a creation, write, metadata change or removal was seen since the last `take`.
+    /// Such changes come in runs (a file being written, `rm` of many files), so the batch
+    /// waits the full step; see [`Batch::quiet_time`].
     has_writes: bool,
     first_at: Option<Instant>,
     last_at: Option<Instant>,
@@ -129,18 +135,22 @@ impl Batch {
     }
 
     /// Returns the quiet time after which this batch is ready: `settled_step` when it contains
-    /// only complete renames and moves, removals, rescans and root events, `step` otherwise.
+    /// at most [`MAX_SETTLED_ENTRIES`] entries, all of them complete renames, moves in,
+    /// rescans and root events, and `step` otherwise.
     ///
-    /// A creation or write may be followed by more writes, and the first half of a rename
-    /// waits for its second, so those keep the longer step and a burst still coalesces. A
-    /// file moved in or renamed is already whole: its latency is then bounded by the short
-    /// quiet time, which only has to cover the events that inotify delivers together (the
-    /// two halves of a rename come in one read).
+    /// A creation or write may be followed by more writes, a removal by more removals, and
+    /// the first half of a rename waits for its second, so those keep the longer step and a
+    /// burst still coalesces. A file moved in or renamed is already whole: its latency is then
+    /// bounded by the short quiet time, which only has to cover the events that notify passes
+    /// on together (the two halves of a rename come in one read).
     pub(crate) fn quiet_time(&self, step: Duration, settled_step: Duration) -> Duration {
-        if self.has_writes || !self.pending_from.is_empty() {
-            step
-        } else {
+        let is_settled = !self.has_writes
+            && self.pending_from.is_empty()
+            && self.live.iter().sum::<usize>() <= MAX_SETTLED_ENTRIES;
+        if is_settled {
             settled_step.min(step)
+        } else {
+            step
         }
     }
 
@@ -206,9 +216,7 @@ impl Batch {
     }
 
     fn push_simple(&mut self, root: usize, kind: ChangeKind, path: PathBuf) {
-        if kind != ChangeKind::Removed {
-            self.has_writes = true;
-        }
+        self.has_writes = true;
         if self.collapsed[root] {
             return;
         }
@@ -969,7 +977,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_time_is_short_for_moves_renames_and_removals() {
+    fn quiet_time_is_short_for_moves_and_renames() {
         let step = Duration::from_millis(50);
         let settled = Duration::from_millis(5);
         let now = Instant::now();
@@ -984,7 +992,14 @@ mod tests {
             },
             now,
         );
-        batch.push(0, simple(ChangeKind::Removed, "/r/gone.mkv"), now);
+        batch.push(
+            0,
+            Observation::Rescan {
+                path: p("/r/dir"),
+                reason: "test".into(),
+            },
+            now,
+        );
 
         assert_eq!(batch.quiet_time(step, settled), settled);
         assert!(batch.is_ready(now + settled, settled, Duration::from_secs(1)));
@@ -999,6 +1014,7 @@ mod tests {
             ChangeKind::Created,
             ChangeKind::Modified,
             ChangeKind::ClosedWrite,
+            ChangeKind::Removed,
         ] {
             let mut batch = batch(100);
             batch.push(0, Observation::RenameTo(p("/r/in.mkv")), now);
@@ -1008,6 +1024,22 @@ mod tests {
             batch.take();
             assert_eq!(batch.quiet_time(step, settled), settled, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn quiet_time_is_the_step_for_many_moves() {
+        let step = Duration::from_millis(50);
+        let settled = Duration::from_millis(5);
+        let now = Instant::now();
+        let mut batch = batch(1000);
+        for index in 0..MAX_SETTLED_ENTRIES {
+            batch.push(0, Observation::RenameTo(p(&format!("/r/{index}.mkv"))), now);
+        }
+        assert_eq!(batch.quiet_time(step, settled), settled);
+
+        batch.push(0, Observation::RenameTo(p("/r/one-more.mkv")), now);
+
+        assert_eq!(batch.quiet_time(step, settled), step);
     }
 
     #[test]

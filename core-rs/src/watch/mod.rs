@@ -211,7 +211,7 @@ impl WatcherBuilder {
     pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
     /// Default quiet time after which a batch with creations or writes is returned.
     pub const DEFAULT_STEP: Duration = Duration::from_millis(50);
-    /// Default quiet time after which a batch of only renames, moves, removals and rescans is
+    /// Default quiet time after which a small batch of only renames, moves in and rescans is
     /// returned. notify's event thread passes on the events of one inotify read one after the
     /// other, so this only has to outlast a short preemption of that thread.
     pub const DEFAULT_SETTLED_STEP: Duration = Duration::from_millis(5);
@@ -270,7 +270,7 @@ impl WatcherBuilder {
         self
     }
 
-    /// Sets the quiet time after which a batch of only renames, moves, removals and rescans is
+    /// Sets the quiet time after which a small batch of only renames, moves in and rescans is
     /// returned. A value above `step` acts as `step`.
     #[must_use]
     pub fn settled_step(mut self, settled_step: Duration) -> Self {
@@ -446,9 +446,8 @@ impl fmt::Debug for Watcher {
 impl Watcher {
     /// Blocks until a batch is ready or `timeout` passes without any change, and returns the
     /// batch (empty on timeout). Once a change has arrived, the batch is returned when no
-    /// other change came for `step` (`settled_step` for a batch of only renames, moves,
-    /// removals and rescans), or `debounce` after the first change, even if `timeout` is
-    /// shorter.
+    /// other change came for `step` (`settled_step` for a small batch of only renames, moves in
+    /// and rescans), or `debounce` after the first change, even if `timeout` is shorter.
     #[must_use]
     pub fn wait(&self, timeout: Duration) -> Vec<Change> {
         let deadline = Instant::now() + timeout;
