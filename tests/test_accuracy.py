@@ -1,11 +1,11 @@
 """Compare the Rust core's probe with ffprobe 5.1 field by field.
 
 Runs over the shared corpus, over the project's fixtures in ``tests/fixtures``
-(see ``make_fixtures.py`` there) and, where ffmpeg is installed, over clips
-made by the corpus's ``generate.sh``. Prints a per-container, per-field
-match table.
-Mismatches fail the test for the container families in ``STRICT_FAMILIES``;
-for the others they are reported only, until their parsers are complete.
+and, where ffmpeg is installed, over clips made by the corpus's
+``generate.sh`` and by ``media_fixtures.make_codec_clips``. Prints a
+per-container, per-field match table. Mismatches fail the test for the
+container families in ``STRICT_FAMILIES``; for the others they are reported
+only, until their parsers are complete.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from corpus import SKIP_REASON, corpus_media_dir
+from media_fixtures import FIXTURES, make_codec_clips
 from reelwatch import _core
 
 # ffprobe `format_name` values whose mismatches fail the test: every family
@@ -83,8 +84,7 @@ GUESSED_FRAME_RATE = frozenset(
 PROFILE_WITHOUT_FRAMES = frozenset(
     {"mp4ff-V300-init.mp4", "init-0.m4s", "trunc_header_only_first1k.mkv"}
 )
-MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd", ".py")
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+MEDIA_SUFFIXES = (".json", ".err", ".tsv", ".mpd")
 
 
 @dataclass
@@ -313,3 +313,22 @@ def test_accuracy_on_generated_clips(
 
 def test_accuracy_on_project_fixtures(capsys: pytest.CaptureFixture[str]) -> None:
     _run("project fixtures", FIXTURES, capsys)
+
+
+@pytest.fixture(scope="session")
+def codec_clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
+        pytest.skip("ffmpeg and ffprobe are needed to make codec clips; not on PATH")
+    out = tmp_path_factory.mktemp("codecs")
+    failures = make_codec_clips(out)
+    # A missing encoder costs its clips; compare the others.
+    if not _media_files(out):
+        pytest.fail("no codec clip could be made:\n" + "\n".join(failures))
+    return out
+
+
+@pytest.mark.timeout(300)
+def test_accuracy_on_codec_clips(
+    codec_clips: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _run("codec clips", codec_clips, capsys)
