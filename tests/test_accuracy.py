@@ -140,8 +140,8 @@ def _expected(path: Path) -> dict[str, Any] | None:
     duration = fmt.get("duration")
     bit_rate = fmt.get("bit_rate")
     audio = audios[0] if audios else {}
-    # ffprobe prints sample_rate 0 when the file contains no complete audio frame
-    # to read the rate from (the AC-3 stream of the 1,344-byte M2TS.mts).
+    # ffprobe prints sample_rate 0 when it parsed no audio frame (the AC-3
+    # stream of the 1,344-byte M2TS.mts); there is no rate to compare then.
     sample_rate = int(audio.get("sample_rate", 0)) or None
     return {
         "family": fmt["format_name"],
