@@ -46,9 +46,9 @@ _FINISHED_STATES = tuple(state.value for state in JobState if state.is_finished)
 _CURSOR_PREFIX = "p1."
 _INT64_SPAN = 1 << 64
 _INT64_MAX = (1 << 63) - 1
-# os.fsencode and os.fsdecode with their per-call checks taken out: the
-# catalog converts every path of a scan, and str.encode with these arguments
-# gives the same bytes.
+# os.fsencode and os.fsdecode without their per-call checks, because the
+# catalog converts every path of a scan. str.encode and bytes.decode with
+# these arguments give the same results.
 _FS_ENCODING = sys.getfilesystemencoding()
 _FS_ERRORS = sys.getfilesystemencodeerrors()
 
@@ -667,7 +667,7 @@ class SQLiteRepository:
         return states
 
     async def upsert_videos(self, videos: Sequence[Video]) -> None:
-        # In path order, which SQLite's index on path writes fastest; the
+        # In path order, which SQLite's index on path writes fastest. The
         # first column of a row is the encoded path.
         rows = sorted(map(_video_row, videos), key=operator.itemgetter(0))
         await self._write((_VIDEO_UPSERT, row) for row in rows)
@@ -976,8 +976,8 @@ def _sql_of(statement: tuple[str, Sequence[Any]]) -> str:
 
 
 def _states_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, FileState]:
-    # A re-check reads every row under the scanned folder, so this loop is
-    # kept to plain operations: no helper call per column.
+    # A re-check reads every row under the scanned folder, so this loop
+    # makes no helper call per column.
     span = _INT64_SPAN
     states = {}
     for path, size, mtime_ns, ctime_ns, inode, device, complete, kind, digest in rows:

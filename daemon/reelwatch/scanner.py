@@ -731,7 +731,7 @@ class Scanner:
         result: ScanResult,
     ) -> list[WalkEntry]:
         # The same test as _is_up_to_date, written out because it runs once
-        # per file of every re-check: slices compare the identity without
+        # per file of every re-check. Slices compare the identity without
         # building an _Identity per file.
         to_probe = []
         skipped = 0
@@ -826,7 +826,7 @@ class Scanner:
         """Probe ``batch`` and claim ``next_chunk`` at the same time.
 
         Returns the entries to write and the claimed files of ``next_chunk``.
-        When either step fails, the next chunk's claim is released; the
+        When either step fails, the next chunk's claim is released, and the
         caller releases ``batch``.
         """
         next_batch: list[WalkEntry] = []
@@ -915,8 +915,8 @@ class Scanner:
         settle_s = self._config.scan.settle_s
         age_s = (now_ns - identity.mtime_ns) / 1e9
         if age_s >= settle_s:
-            # Settled by its mtime alone, the common case of a first index:
-            # no clock read, and any earlier sighting is forgotten.
+            # Settled by its mtime alone, the common case of a first index.
+            # No clock read is needed, and any earlier sighting is forgotten.
             self._first_seen.pop(path, None)
             return 0.0
         now = anyio.current_time()
@@ -1110,8 +1110,8 @@ def _video_from_probe(
     probed_at: float,
 ) -> Video:
     if probe.ok:
-        # Built in one call, not as a base entry and a copy with the media
-        # fields: this runs once per probed file.
+        # Built in one call rather than as a base entry plus a copy with the
+        # media fields, because this runs once per probed file.
         return Video(
             id=0,
             path=path,
