@@ -628,7 +628,10 @@ fn read_frame_profile<R: Read + Seek>(
     if let Some(profile) = es::frame_profile(codec, &video.codec_private) {
         return Ok(Some(profile));
     }
-    if video.has_content_encodings || video.number == 0 {
+    // With a configuration record, H.264 and HEVC frames carry length
+    // prefixes, not start codes, so a start-code search would misread them.
+    let length_prefixed = matches!(codec, "h264" | "hevc") && !video.codec_private.is_empty();
+    if video.has_content_encodings || video.number == 0 || length_prefixed {
         return Ok(None);
     }
     let cluster = read_header(reader, cluster_offset)?;
@@ -992,6 +995,31 @@ mod tests {
             info.video_profile.as_deref(),
             Some("Advanced Simple Profile")
         );
+    }
+
+    #[test]
+    fn length_prefixed_h264_frames_are_not_searched() {
+        // An avcC with an unnamed profile_idc (1), and a frame whose 4-byte
+        // length prefix 00 00 01 67 looks like a start code and an SPS.
+        let video = [
+            uint(ID_TRACK_NUMBER, 1),
+            uint(ID_TRACK_TYPE, 1),
+            element(ID_CODEC_ID, b"V_MPEG4/ISO/AVC"),
+            element(ID_CODEC_PRIVATE, &[1, 1, 0, 10, 0xFF, 0xE0, 0]),
+        ]
+        .concat();
+        let tracks = element(ID_TRACKS, &element(ID_TRACK_ENTRY, &video));
+        let mut frame = vec![0, 0, 1, 0x67];
+        frame.extend_from_slice(&[
+            0x64, 0x00, 0x0B, 0xAC, 0xD9, 0x42, 0x8D, 0xF9, 0x30, 0x11, 0x00, 0x00, 0x03, 0x00,
+            0x01, 0x00, 0x00, 0x03, 0x00, 0x32, 0x0F, 0x14, 0x29, 0x96,
+        ]);
+        let cluster = element(ID_SIMPLE_BLOCK, &block(1, 0x80, &frame));
+
+        let info = webm_with_cluster(tracks, element(ID_CLUSTER, &cluster)).unwrap();
+
+        assert_eq!(info.video_codec.as_deref(), Some("h264"));
+        assert_eq!(info.video_profile, None);
     }
 
     #[test]
