@@ -614,8 +614,8 @@ fn projection_rotation(projection: &Projection) -> i32 {
     truncated
 }
 
-/// Walks the first Cluster's blocks and returns the profile stated at the
-/// start of the video track's first frame.
+/// Returns the profile of the video track from its `CodecPrivate` or, when
+/// that states none, from the start of its first frame.
 fn read_frame_profile<R: Read + Seek>(
     reader: &mut Reader<R>,
     cluster_offset: u64,
@@ -634,6 +634,18 @@ fn read_frame_profile<R: Read + Seek>(
     if video.has_content_encodings || video.number == 0 || length_prefixed {
         return Ok(None);
     }
+
+    let head = read_first_frame_head(reader, cluster_offset, video.number)?;
+    Ok(head.and_then(|head| es::frame_profile(codec, block_frame(&head, video.number)?)))
+}
+
+/// Walks the blocks of the Cluster at `cluster_offset` and returns the first
+/// [`FRAME_HEAD_READ`] bytes of the first block of `track`.
+fn read_first_frame_head<R: Read + Seek>(
+    reader: &mut Reader<R>,
+    cluster_offset: u64,
+    track: u64,
+) -> Result<Option<Vec<u8>>> {
     let cluster = read_header(reader, cluster_offset)?;
     if cluster.id != ID_CLUSTER {
         return Ok(None);
@@ -660,8 +672,8 @@ fn read_frame_profile<R: Read + Seek>(
                 .min(len.saturating_sub(block_offset));
             reader.seek_to(block_offset)?;
             let head = reader.read_vec(count, FRAME_HEAD_LIMIT)?;
-            if let Some(frame) = block_frame(&head, video.number) {
-                return Ok(es::frame_profile(codec, frame));
+            if block_frame(&head, track).is_some() {
+                return Ok(Some(head));
             }
         }
         offset = child.data_offset.saturating_add(size);
