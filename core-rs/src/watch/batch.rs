@@ -16,9 +16,9 @@ pub(crate) const COLLAPSED_REASON: &str =
 /// At most this many `watch_error` entries per root are kept in one batch; the rest are counted.
 const MAX_ERRORS_PER_ROOT: usize = 100;
 
-/// A batch with more entries than this waits for the full step even if it holds only renames:
-/// so many changes at once are a burst (`mv` of a whole folder's files), which should reach
-/// the daemon as one batch that it turns into one folder scan.
+/// A batch with more entries than this waits for the full step even if it contains only
+/// renames. So many changes at once are a burst (`mv` of a whole folder's files), which should
+/// reach the daemon as one batch and become one folder scan.
 const MAX_SETTLED_ENTRIES: usize = 32;
 
 /// One thing the watcher noticed, already mapped from the backend's vocabulary.
@@ -140,9 +140,9 @@ impl Batch {
     ///
     /// A creation or write may be followed by more writes, a removal by more removals, and
     /// the first half of a rename waits for its second, so those keep the longer step and a
-    /// burst still coalesces. A file moved in or renamed is already whole: its latency is then
-    /// bounded by the short quiet time, which only has to cover the events that notify passes
-    /// on together (the two halves of a rename come in one read).
+    /// burst still coalesces. A file moved in or renamed is already whole, so the short quiet
+    /// time bounds its latency. That time only has to cover the events that notify passes on
+    /// together, such as the two halves of a rename, which come in one read.
     pub(crate) fn quiet_time(&self, step: Duration, settled_step: Duration) -> Duration {
         let is_settled = !self.has_writes
             && self.pending_from.is_empty()
