@@ -602,16 +602,7 @@ fn projection_rotation(projection: &Projection) -> i32 {
         (a, c) = (-a, -c);
     }
 
-    let [a, b, c, d] = [a, b, c, d].map(|v| f64::from(v) / 65536.0);
-    let (scale_x, scale_y) = (a.hypot(c), b.hypot(d));
-    if scale_x == 0.0 || scale_y == 0.0 {
-        return 0;
-    }
-    let degrees = -(b / scale_y).atan2(a / scale_x) * 180.0 / std::f64::consts::PI;
-    // Within [-180, 180], so it fits an i32.
-    #[allow(clippy::cast_possible_truncation)]
-    let truncated = degrees as i32;
-    truncated
+    super::mp4::rotation_from_matrix([a, b, c, d])
 }
 
 /// Returns the profile of the video track from its `CodecPrivate` or, when

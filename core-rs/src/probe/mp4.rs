@@ -894,23 +894,22 @@ fn fill_video(info: &mut MediaInfo, video: &Track) {
 }
 
 /// The rotation in degrees, counter-clockwise positive, that ffprobe 5.1
-/// derives from a track's display matrix (a, b, c, d).
-fn rotation_from_matrix(matrix: [i32; 4]) -> i32 {
+/// derives from a display matrix (a, b, c, d in 16.16 fixed point).
+pub(crate) fn rotation_from_matrix(matrix: [i32; 4]) -> i32 {
     let [a, b, c, d] = matrix.map(|v| f64::from(v) / 65536.0);
     let scale_x = a.hypot(c);
     let scale_y = b.hypot(d);
     if scale_x == 0.0 || scale_y == 0.0 {
         return 0;
     }
-    let degrees = -(b / scale_y).atan2(a / scale_x).to_degrees();
-    // The value is within [-180, 180], so it fits an i32.
+    // The same operations as av_display_rotation_get, so an exact quarter
+    // turn gives exactly 90. ffprobe prints the angle as an integer, which
+    // truncates: a matrix for 30 degrees, rounded into 16.16, prints as 29.
+    let degrees = -(b / scale_y).atan2(a / scale_x) * 180.0 / std::f64::consts::PI;
+    // Within [-180, 180], so it fits an i32.
     #[allow(clippy::cast_possible_truncation)]
-    let rounded = degrees.round() as i32;
-    if rounded == 0 {
-        0
-    } else {
-        rounded
-    }
+    let truncated = degrees as i32;
+    truncated
 }
 
 fn movie_duration(movie: &Movie) -> Option<f64> {
@@ -1135,6 +1134,16 @@ mod tests {
         assert_eq!(probe_bytes(file).unwrap().rotation, Some(-90));
         let file = [ftyp(*b"isom"), movie([0, -0x1_0000, 0x1_0000, 0])].concat();
         assert_eq!(probe_bytes(file).unwrap().rotation, Some(90));
+    }
+
+    #[test]
+    fn oblique_matrix_truncates_like_ffprobe() {
+        // ffmpeg writes 60 degrees as (0.5, sin 60, -sin 60, 0.5) with the sine
+        // truncated to 56755 / 65536, which reads back as 59.9998 degrees.
+        let file = [ftyp(*b"isom"), movie([0x8000, 56755, -56755, 0x8000])].concat();
+        assert_eq!(probe_bytes(file).unwrap().rotation, Some(-59));
+        let file = [ftyp(*b"isom"), movie([0x8000, -56755, 56755, 0x8000])].concat();
+        assert_eq!(probe_bytes(file).unwrap().rotation, Some(59));
     }
 
     #[test]
