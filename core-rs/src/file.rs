@@ -2,14 +2,18 @@
 //! moment, no FIFO that blocks, no file outside the allowed roots, and no
 //! panic that escapes.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -40,6 +44,9 @@ pub struct OpenedFile {
 /// after any earlier check cannot make the core read outside the roots.
 pub fn open_regular(path: &Path, roots: Option<&[PathBuf]>) -> Result<OpenedFile> {
     paths::check_syntax(path)?;
+    if let Some(opened) = roots.and_then(|roots| open_beneath_fast(path, roots)) {
+        return regular_only(opened);
+    }
     let file = match open_no_follow(path) {
         Ok(file) => file,
         Err(err) if err.raw_os_error() == Some(libc::ELOOP) => {
@@ -54,6 +61,17 @@ pub fn open_regular(path: &Path, roots: Option<&[PathBuf]>) -> Result<OpenedFile
         }
         Err(err) => return Err(open_error(&err)),
     };
+    if let Some(roots) = roots {
+        let real = real_path(&file)?;
+        if !paths::is_under_any(&real, roots) {
+            return Err(paths::outside_roots_error(&real, roots));
+        }
+    }
+    regular_only(file)
+}
+
+/// Checks with `fstat` that an opened file is a regular file.
+fn regular_only(file: File) -> Result<OpenedFile> {
     let metadata = file.metadata()?;
     let file_type = metadata.file_type();
     if !file_type.is_file() {
@@ -73,16 +91,74 @@ pub fn open_regular(path: &Path, roots: Option<&[PathBuf]>) -> Result<OpenedFile
             format!("the path is {what}, not a regular file"),
         ));
     }
-    if let Some(roots) = roots {
-        let real = real_path(&file)?;
-        if !paths::is_under_any(&real, roots) {
-            return Err(paths::outside_roots_error(&real, roots));
-        }
-    }
     Ok(OpenedFile {
         size: metadata.len(),
         file,
     })
+}
+
+/// The `struct open_how` argument of `openat2` (linux/openat2.h), declared
+/// here because the `libc` crate marks its copy non-exhaustive.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// Whether `openat2` can be called; cleared after the first ENOSYS, so a
+/// kernel older than 5.6 (or a seccomp filter without it) costs one failed
+/// call per process, not one per file.
+static OPENAT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
+
+/// Opens `path` with `openat2` and `RESOLVE_NO_SYMLINKS` when that alone
+/// proves the file lies under a root, which saves the `/proc/self/fd`
+/// read-back of [`open_regular`].
+///
+/// The proof: `path` is absolute, has no `..` component and starts with a
+/// resolved root, and the kernel followed no symlink in any component while
+/// it opened the path. So every step went down into the child named in the
+/// path, and the file opened is the one below the root by that name at the
+/// time of the open, even if a component is swapped for a symlink at any
+/// moment. Returns None (and the caller takes the slow path, which also
+/// builds the error) when the path does not qualify, when any component is
+/// a symlink, on any other error, or where `openat2` is missing.
+fn open_beneath_fast(path: &Path, roots: &[PathBuf]) -> Option<File> {
+    if !path.is_absolute()
+        || path.components().any(|c| c == Component::ParentDir)
+        || !paths::is_under_any(path, roots)
+        || !OPENAT2_AVAILABLE.load(Ordering::Relaxed)
+    {
+        return None;
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let how = OpenHow {
+        flags: u64::try_from(flags).ok()?,
+        mode: 0,
+        resolve: libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: `c_path` is NUL-terminated and `how` is a valid `open_how`;
+    // both outlive the call, and the size passed is the struct's own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            std::ptr::addr_of!(how),
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            OPENAT2_AVAILABLE.store(false, Ordering::Relaxed);
+        }
+        return None;
+    }
+    let fd = RawFd::try_from(fd).ok()?;
+    // SAFETY: the kernel just returned `fd` as a new descriptor that nothing
+    // else owns.
+    Some(unsafe { File::from_raw_fd(fd) })
 }
 
 fn open_no_follow(path: &Path) -> io::Result<File> {
@@ -205,12 +281,19 @@ pub fn probe_file_checked(
     let mut digest = None;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let opened = open_regular(path, roots).map_err(|err| (err, 0))?;
-        let probed = probe_opened(&opened, &counter);
-        if fingerprint {
-            digest = Some(
-                crate::fingerprint::fingerprint_open(&opened.file, opened.size)
-                    .map_err(|err| err.with_path(path)),
-            );
+        // The fingerprint's first block also serves the probe's first reads,
+        // which saves one `pread` per file.
+        let head = fingerprint.then(|| crate::fingerprint::read_head(&opened.file, opened.size));
+        let probed = probe_opened(
+            &opened,
+            &counter,
+            head.as_ref().and_then(|h| h.as_deref().ok()),
+        );
+        if let Some(head) = head {
+            let result = head.and_then(|head| {
+                crate::fingerprint::fingerprint_with_head(&opened.file, opened.size, &head)
+            });
+            digest = Some(result.map_err(|err| err.with_path(path)));
         }
         stat_after = FileStat::of(&opened.file).ok();
         probed
@@ -244,7 +327,7 @@ pub fn probe_file_checked(
 
 type ProbeResult = std::result::Result<(crate::probe::MediaInfo, u64), (Error, u64)>;
 
-fn probe_opened(opened: &OpenedFile, counter: &Rc<Cell<u64>>) -> ProbeResult {
+fn probe_opened(opened: &OpenedFile, counter: &Rc<Cell<u64>>, head: Option<&[u8]>) -> ProbeResult {
     let size = opened.size;
     if size == 0 {
         return Err((
@@ -252,7 +335,10 @@ fn probe_opened(opened: &OpenedFile, counter: &Rc<Cell<u64>>) -> ProbeResult {
             0,
         ));
     }
-    let source = BufferedFile::new(&opened.file, size, Rc::clone(counter));
+    let mut source = BufferedFile::new(&opened.file, size, Rc::clone(counter));
+    if let Some(head) = head {
+        source.preload(head);
+    }
     let mut reader = Reader::new(source, size, DEFAULT_READ_BUDGET);
     probe_reader(&mut reader)
         .map(|info| (info, size))
@@ -314,8 +400,11 @@ struct BufferedFile<'a> {
     file: &'a File,
     len: u64,
     pos: u64,
-    buffer: Vec<u8>,
+    buffer: Cow<'a, [u8]>,
     buffer_start: u64,
+    /// Bytes of a preloaded buffer not yet added to `counter`: they count
+    /// once the probe first takes data from that buffer.
+    uncounted: u64,
     counter: Rc<Cell<u64>>,
 }
 
@@ -325,10 +414,19 @@ impl<'a> BufferedFile<'a> {
             file,
             len,
             pos: 0,
-            buffer: Vec::new(),
+            buffer: Cow::Borrowed(&[]),
             buffer_start: 0,
+            uncounted: 0,
             counter,
         }
+    }
+
+    /// Serves reads from `data`, the file's bytes from offset 0 already read
+    /// by the caller, until the position leaves them.
+    fn preload(&mut self, data: &'a [u8]) {
+        self.uncounted = data.len() as u64;
+        self.buffer = Cow::Borrowed(data);
+        self.buffer_start = 0;
     }
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -350,12 +448,15 @@ impl Read for BufferedFile<'_> {
             let mut fresh = vec![0; BUFFER_SIZE];
             let count = self.read_at(&mut fresh, self.pos)?;
             fresh.truncate(count);
-            self.buffer = fresh;
+            self.buffer = Cow::Owned(fresh);
             self.buffer_start = self.pos;
+            self.uncounted = 0;
             if count == 0 {
                 return Ok(0);
             }
         }
+        self.counter.set(self.counter.get() + self.uncounted);
+        self.uncounted = 0;
         // `pos` is inside the buffer here, so the offset fits in usize.
         let offset = usize::try_from(self.pos - self.buffer_start).unwrap_or(0);
         let available = &self.buffer[offset..];
@@ -437,6 +538,59 @@ mod tests {
         assert_eq!(outcome.bytes_read, 0);
         let unchecked = probe_file(&root.join("link.mp4"), None);
         assert_eq!(unchecked.result.unwrap_err().kind(), ErrorKind::NotAFile);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn fast_open_takes_only_symlink_free_paths_under_a_root() {
+        let dir = temp_dir("fast-open");
+        let root = dir.join("root");
+        let outside = dir.join("outside");
+        std::fs::create_dir_all(root.join("shows")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        File::create(root.join("shows/clip.mp4"))
+            .unwrap()
+            .write_all(b"data")
+            .unwrap();
+        File::create(outside.join("secret.mp4"))
+            .unwrap()
+            .write_all(b"secret")
+            .unwrap();
+        // A folder inside the root swapped for a symlink to a folder outside.
+        std::os::unix::fs::symlink(&outside, root.join("swapped")).unwrap();
+        let roots = vec![root.clone()];
+
+        let plain = open_beneath_fast(&root.join("shows/clip.mp4"), &roots);
+        let through_link = open_beneath_fast(&root.join("swapped/secret.mp4"), &roots);
+        let dotdot = open_beneath_fast(&root.join("shows/../shows/clip.mp4"), &roots);
+        let elsewhere = open_beneath_fast(&outside.join("secret.mp4"), &roots);
+        let relative = open_beneath_fast(Path::new("root/shows/clip.mp4"), &roots);
+        let rejected = open_regular(&root.join("swapped/secret.mp4"), Some(&roots));
+
+        assert_eq!(plain.unwrap().metadata().unwrap().len(), 4);
+        assert!(through_link.is_none());
+        assert!(dotdot.is_none());
+        assert!(elsewhere.is_none());
+        assert!(relative.is_none());
+        assert_eq!(rejected.err().unwrap().kind(), ErrorKind::OutsideRoots);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn fast_open_falls_back_for_links_and_special_files_inside_roots() {
+        let dir = temp_dir("fast-fallback");
+        let target = dir.join("clip.mp4");
+        File::create(&target).unwrap().write_all(b"data").unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("link.mp4")).unwrap();
+        let roots = vec![dir.clone()];
+
+        let via_link = open_regular(&dir.join("link.mp4"), Some(&roots)).unwrap();
+        let folder = open_regular(&dir, Some(&roots));
+        let missing = open_regular(&dir.join("missing.mp4"), Some(&roots));
+
+        assert_eq!(via_link.size, 4);
+        assert_eq!(folder.err().unwrap().kind(), ErrorKind::NotAFile);
+        assert_eq!(missing.err().unwrap().kind(), ErrorKind::NotFound);
         std::fs::remove_dir_all(dir).unwrap();
     }
 
@@ -544,6 +698,39 @@ mod tests {
     }
 
     #[test]
+    fn preloaded_head_serves_reads_and_counts_once() {
+        let dir = temp_dir("preload");
+        let path = dir.join("data.bin");
+        let data: Vec<u8> = (0..2 * BUFFER_SIZE)
+            .map(|i| u8::try_from(i % 251).unwrap())
+            .collect();
+        File::create(&path).unwrap().write_all(&data).unwrap();
+        let counter = Rc::new(Cell::new(0));
+        let file = File::open(&path).unwrap();
+        let head = data[..100].to_vec();
+        let mut source = BufferedFile::new(&file, data.len() as u64, Rc::clone(&counter));
+        source.preload(&head);
+
+        let before_reads = counter.get();
+        let mut first = [0; 10];
+        source.read_exact(&mut first).unwrap();
+        let mut second = [0; 10];
+        source.read_exact(&mut second).unwrap();
+        let after_head = counter.get();
+        source.seek(SeekFrom::Start(200)).unwrap();
+        let mut beyond = [0; 4];
+        source.read_exact(&mut beyond).unwrap();
+
+        assert_eq!(before_reads, 0);
+        assert_eq!(first, data[..10]);
+        assert_eq!(second, data[10..20]);
+        assert_eq!(after_head, 100);
+        assert_eq!(beyond, data[200..204]);
+        assert_eq!(counter.get(), 100 + BUFFER_SIZE as u64);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn checked_probe_returns_stat_and_fingerprint() {
         let dir = temp_dir("checked");
         let path = dir.join("notes.mp4");
@@ -577,6 +764,7 @@ mod tests {
             checked.outcome.result.unwrap_err().kind(),
             ErrorKind::Unsupported
         );
+        assert_eq!(checked.outcome.bytes_read, 10);
         assert_eq!(plain.stat_after, Some(stat));
         assert!(plain.fingerprint.is_none());
         assert!(missing.stat_after.is_none());

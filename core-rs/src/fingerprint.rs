@@ -29,12 +29,25 @@ pub fn fingerprint_file(path: &Path) -> Result<[u8; 16]> {
 /// Computes the fingerprint of an open file whose size is `size`, with
 /// positioned reads, so the file's offset does not matter.
 pub fn fingerprint_open(file: &File, size: u64) -> Result<[u8; 16]> {
+    let head = read_head(file, size)?;
+    fingerprint_with_head(file, size, &head)
+}
+
+/// Reads the first block of an open file whose size is `size`: the bytes
+/// that [`fingerprint_with_head`] expects as `head`.
+pub fn read_head(file: &File, size: u64) -> Result<Vec<u8>> {
+    // The block size bounds the read, so the buffer fits in memory.
+    let mut head = vec![0u8; usize::try_from(BLOCK_SIZE.min(size)).unwrap_or(0)];
+    file.read_exact_at(&mut head, 0)?;
+    Ok(head)
+}
+
+/// Computes the fingerprint of an open file from its first block, already
+/// read by [`read_head`], and its last block, read here.
+pub fn fingerprint_with_head(file: &File, size: u64, head: &[u8]) -> Result<[u8; 16]> {
     let mut hasher = Xxh3::new();
     hasher.update(&size.to_le_bytes());
-    // The block size bounds both reads, so the buffer fits in memory.
-    let mut buffer = vec![0u8; usize::try_from(BLOCK_SIZE.min(size)).unwrap_or(0)];
-    file.read_exact_at(&mut buffer, 0)?;
-    hasher.update(&buffer);
+    hasher.update(head);
     if size > BLOCK_SIZE {
         let tail_start = size.saturating_sub(BLOCK_SIZE).max(BLOCK_SIZE);
         let tail_len = usize::try_from(size - tail_start).unwrap_or(0);

@@ -220,6 +220,97 @@ fn probe_paths(
         .collect())
 }
 
+/// Probes like `probe_many` and returns each result as a plain tuple in the
+/// field order of the daemon's `ProbeResult` struct, already in its types:
+/// the path as str (decoded like `os.fsdecode`), the frame rate as
+/// `"num/den"` and the fingerprint as hex. One tuple costs far less to build
+/// and to unpack in Python than a `ProbeResult` object read field by field.
+#[pyfunction(name = "probe_many_rows")]
+#[pyo3(signature = (paths, *, roots = None, threads = 0, fingerprint = false))]
+fn probe_path_rows<'py>(
+    py: Python<'py>,
+    paths: &Bound<'py, PyAny>,
+    roots: Option<&Bound<'py, PyAny>>,
+    threads: usize,
+    fingerprint: bool,
+) -> PyResult<Bound<'py, PyList>> {
+    let paths = extract_paths(paths)?;
+    let roots = roots.map(extract_paths).transpose()?;
+    let outcomes = detached(py, "probe_many_rows", || {
+        file::probe_many_checked(&paths, roots.as_deref(), threads, fingerprint)
+    })?;
+    let rows = PyList::empty(py);
+    for (path, checked) in paths.iter().zip(outcomes) {
+        rows.append(probe_row(py, path, checked)?)?;
+    }
+    Ok(rows)
+}
+
+fn probe_row<'py>(
+    py: Python<'py>,
+    path: &Path,
+    checked: CheckedProbe,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let CheckedProbe {
+        outcome,
+        stat_after,
+        fingerprint,
+    } = checked;
+    let (info, error) = match outcome.result {
+        Ok(info) => (info, None),
+        Err(err) => (crate::probe::MediaInfo::default(), Some(err)),
+    };
+    let ok = error.is_none();
+    let stat_after = stat_after.map(|stat| {
+        (
+            stat.size,
+            stat.mtime_ns,
+            stat.ctime_ns,
+            stat.inode,
+            stat.device,
+        )
+    });
+    let fingerprint = fingerprint
+        .and_then(std::result::Result::ok)
+        .map(|digest| format!("{:032x}", u128::from_be_bytes(digest)));
+    let fields: [Bound<'py, PyAny>; 25] = [
+        path.as_os_str().into_pyobject(py)?.into_any(),
+        ok.into_pyobject(py)?.to_owned().into_any(),
+        error
+            .as_ref()
+            .map(|e| e.kind().as_str())
+            .into_pyobject(py)?,
+        error
+            .as_ref()
+            .map(crate::error::Error::message)
+            .into_pyobject(py)?,
+        outcome.size.into_pyobject(py)?.into_any(),
+        outcome.bytes_read.into_pyobject(py)?.into_any(),
+        Some(info.container).filter(|_| ok).into_pyobject(py)?,
+        Some(info.format_name).filter(|_| ok).into_pyobject(py)?,
+        info.duration_s.into_pyobject(py)?,
+        info.width.into_pyobject(py)?,
+        info.height.into_pyobject(py)?,
+        info.rotation.into_pyobject(py)?,
+        info.frame_rate
+            .map(|rate| format!("{}/{}", rate.num, rate.den))
+            .into_pyobject(py)?,
+        info.video_codec.into_pyobject(py)?,
+        info.video_profile.into_pyobject(py)?,
+        info.audio_codec.into_pyobject(py)?,
+        info.audio_channels.into_pyobject(py)?,
+        info.audio_sample_rate.into_pyobject(py)?,
+        info.bit_rate.into_pyobject(py)?,
+        info.video_streams.into_pyobject(py)?.into_any(),
+        info.audio_streams.into_pyobject(py)?.into_any(),
+        info.subtitle_streams.into_pyobject(py)?.into_any(),
+        info.complete.into_pyobject(py)?.to_owned().into_any(),
+        stat_after.into_pyobject(py)?,
+        fingerprint.into_pyobject(py)?,
+    ];
+    PyTuple::new(py, fields)
+}
+
 /// Lists the regular files under `root` whose extension is wanted.
 // PyO3 extracts list arguments into owned vectors; borrowing is not offered.
 #[allow(clippy::needless_pass_by_value)]
@@ -329,6 +420,7 @@ fn _core(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<ProbeResult>()?;
     module.add_class::<WalkResult>()?;
     module.add_function(wrap_pyfunction!(probe_paths, module)?)?;
+    module.add_function(wrap_pyfunction!(probe_path_rows, module)?)?;
     module.add_function(wrap_pyfunction!(walk_tree, module)?)?;
     module.add_function(wrap_pyfunction!(fingerprint_files, module)?)?;
     module.add_function(wrap_pyfunction!(check_path_list, module)?)?;

@@ -24,6 +24,7 @@ __all__ = [
     "check_paths",
     "fingerprint",
     "probe_many",
+    "probe_many_rows",
     "walk",
     "__version__",
 ]
@@ -112,7 +113,7 @@ def probe_many(
 
     Args:
         paths: The files to probe.
-        roots: When given, a file whose real path (read from the opened
+        roots: When given, a file whose real path (checked on the opened
             descriptor, so after symlinks) is not under one of these
             directories fails with ``outside_roots`` before anything is read.
             Without roots, a path that is itself a symlink fails with
@@ -123,6 +124,30 @@ def probe_many(
 
     Returns:
         One result per path, in input order.
+    """
+
+_ProbeRow = tuple[
+    str, bool, str | None, str | None, int, int, str | None, str | None,
+    float | None, int | None, int | None, int | None, str | None, str | None,
+    str | None, str | None, int | None, int | None, int | None, int, int, int,
+    bool, tuple[int, int, int, int, int] | None, str | None,
+]  # fmt: skip
+
+def probe_many_rows(
+    paths: Iterable[_Path],
+    *,
+    roots: Iterable[_Path] | None = None,
+    threads: int = 0,
+    fingerprint: bool = False,
+) -> list[_ProbeRow]:
+    """Probe like :func:`probe_many` and return plain tuples instead.
+
+    Each tuple holds the fields of :class:`ProbeResult` in the order of
+    the daemon's ``reelwatch.core.ProbeResult`` (path, ok, error_kind,
+    error, size, bytes_read, then as declared above), with the path as str
+    (decoded like :func:`os.fsdecode`), the frame rate as ``"num/den"`` and
+    the fingerprint as 32 hex digits, so the daemon builds its struct from
+    a tuple in one call.
     """
 
 def walk(

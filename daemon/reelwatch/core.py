@@ -41,13 +41,14 @@ class CoreUnavailableError(DaemonError):
     """Raised when the compiled extension ``reelwatch._core`` cannot be imported."""
 
 
-class ProbeResult(msgspec.Struct, frozen=True, kw_only=True):
+class ProbeResult(msgspec.Struct, frozen=True):
     """What the core read from one file's container headers.
 
     When ``ok`` is false, the media fields are null and ``error_kind`` is one
     of unsupported, corrupt, incomplete, no_video, empty, not_found,
     permission_denied, not_a_file, invalid_path, outside_roots, io or internal.
-    ``frame_rate`` is a ``"num/den"`` string.
+    ``frame_rate`` is a ``"num/den"`` string. The field order is the order
+    of the core's ``probe_many_rows`` tuples, which are passed positionally.
     """
 
     path: str
@@ -213,15 +214,15 @@ class RustCore:
             return []
         path_list = list(paths)
         root_list = None if roots is None else list(roots)
-        raw = await anyio.to_thread.run_sync(
-            lambda: self._core.probe_many(
+        rows = await anyio.to_thread.run_sync(
+            lambda: self._core.probe_many_rows(
                 path_list,
                 roots=root_list,
                 threads=self._threads,
                 fingerprint=fingerprint,
             )
         )
-        return [_convert_probe(item) for item in raw]
+        return [ProbeResult(*row) for row in rows]
 
     async def walk(
         self,
@@ -280,34 +281,3 @@ class RustCore:
 
 def _decode(path: bytes | str) -> str:
     return os.fsdecode(path)
-
-
-def _convert_probe(item: Any) -> ProbeResult:
-    frame_rate = item.frame_rate
-    return ProbeResult(
-        path=_decode(item.path),
-        ok=bool(item.ok),
-        error_kind=item.error_kind,
-        error=item.error,
-        size=item.size,
-        bytes_read=item.bytes_read,
-        container=item.container,
-        format_name=item.format_name,
-        duration_s=item.duration_s,
-        width=item.width,
-        height=item.height,
-        rotation=item.rotation,
-        frame_rate=None if frame_rate is None else f"{frame_rate[0]}/{frame_rate[1]}",
-        video_codec=item.video_codec,
-        video_profile=item.video_profile,
-        audio_codec=item.audio_codec,
-        audio_channels=item.audio_channels,
-        audio_sample_rate=item.audio_sample_rate,
-        bit_rate=item.bit_rate,
-        video_streams=item.video_streams,
-        audio_streams=item.audio_streams,
-        subtitle_streams=item.subtitle_streams,
-        complete=bool(item.complete),
-        stat_after=item.stat_after,
-        fingerprint=None if item.fingerprint is None else bytes(item.fingerprint).hex(),
-    )
