@@ -11,9 +11,7 @@ ones in memory to pick the next job and to coalesce new submissions:
 
 A job still ``running`` when the process dies stays ``running`` in the
 database, and :meth:`AnyioJobQueue.run` puts it back to ``pending`` on the next
-start. A job submitted while a worker waits and nothing else is pending is
-inserted as ``running`` at once, which saves the write that would mark it
-running a moment later.
+start.
 """
 
 from __future__ import annotations
@@ -211,12 +209,6 @@ class AnyioJobQueue:
         self._pending: dict[int, Job] = {}
         self._pending_by_path: dict[tuple[str, str], int] = {}
         self._running: dict[int, JobContext] = {}
-        # Pending jobs whose row was inserted as running, with its start time.
-        # NOTE: when a job of higher priority arrives before the worker takes
-        # such a job, its row has status running, and counts() counts it so,
-        # while it waits, and its started_at is the submit time.
-        self._recorded_running: dict[int, float] = {}
-        self._idle_workers = 0
         self._retrying = 0
         self._unrecorded_ids = itertools.count(-1, -1)
         self._submit_lock = anyio.Lock()
@@ -239,29 +231,17 @@ class AnyioJobQueue:
             if covering is not None:
                 return await self._merge_into(covering, path, recursive, priority)
 
-            now = self._clock()
             job = Job(
                 id=0,
                 kind=kind.value,
                 path=path,
                 status=JobState.PENDING,
-                created_at=now,
+                created_at=self._clock(),
                 params={**(params or {}), "recursive": recursive},
                 priority=int(priority),
             )
-            # A waiting worker takes this job next, so its row is written as
-            # running now instead of pending now and running a moment later.
-            starts_now = self._idle_workers > 0 and not self._pending
-            row = job
-            if starts_now:
-                row = msgspec.structs.replace(
-                    job, status=JobState.RUNNING, started_at=now
-                )
             try:
-                job_id = (await self._repository.insert_job(row)).id
-                job = msgspec.structs.replace(job, id=job_id)
-                if starts_now:
-                    self._recorded_running[job_id] = now
+                job = await self._repository.insert_job(job)
             except StorageError as exc:
                 if priority >= Priority.USER:
                     raise
@@ -302,8 +282,6 @@ class AnyioJobQueue:
             # the job while the write waits, and putting it back afterwards
             # would run the same job twice.
             self._pending[job.id] = updated
-            # The row is pending again, so the worker must mark it running.
-            self._recorded_running.pop(job.id, None)
             await self._repository.update_job(updated)
         return updated
 
@@ -345,7 +323,6 @@ class AnyioJobQueue:
             if job_id in self._pending:
                 job = self._pending[job_id]
                 self._remove_pending(job)
-                self._recorded_running.pop(job_id, None)
                 cancelled = msgspec.structs.replace(
                     job,
                     status=JobState.CANCELLED,
@@ -456,18 +433,13 @@ class AnyioJobQueue:
         self._notify()
 
     async def _take_next(self) -> Job:
-        self._idle_workers += 1
-        try:
-            while not self._pending:
-                await self._changed.wait()
-        finally:
-            self._idle_workers -= 1
+        while not self._pending:
+            await self._changed.wait()
         # Highest priority first, then the oldest.
         job = max(self._pending.values(), key=lambda job: (job.priority, -job.id))
         self._remove_pending(job)
-        started_at = self._recorded_running.get(job.id, self._clock())
         running = msgspec.structs.replace(
-            job, status=JobState.RUNNING, started_at=started_at
+            job, status=JobState.RUNNING, started_at=self._clock()
         )
         self._running[job.id] = JobContext(running, self._notify)
         return running
@@ -478,8 +450,7 @@ class AnyioJobQueue:
         result: Mapping[str, Any] | None = None
         error: str | None = None
         try:
-            if self._recorded_running.pop(job.id, None) is None:
-                await self._repository.update_job(job)
+            await self._repository.update_job(job)
             log.info("job_started", kind=job.kind, path=job.path)
             state, result, error = await self._call_handler(context)
         finally:
