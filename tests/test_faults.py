@@ -220,9 +220,14 @@ class FullDiskRepository(SQLiteRepository):
 
     full = True
 
-    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+    async def upsert_videos(
+        self,
+        videos: Sequence[Video],
+        *,
+        fingerprints: Sequence[tuple[str, str]] = (),
+    ) -> None:
         if not self.full:
-            await super().upsert_videos(videos)
+            await super().upsert_videos(videos, fingerprints=fingerprints)
             return
         # Like a real write, the failing one is shielded and takes long
         # enough for the scan to probe its next batch meanwhile.

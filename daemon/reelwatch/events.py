@@ -376,7 +376,12 @@ class PublishingRepository:
     async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
         return await self.inner.file_states_at(paths)
 
-    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+    async def upsert_videos(
+        self,
+        videos: Sequence[Video],
+        *,
+        fingerprints: Sequence[tuple[str, str]] = (),
+    ) -> None:
         publish = self._bus.wants(("video.added", "video.updated"))
         existed: set[str] = set()
         if publish:
@@ -384,7 +389,7 @@ class PublishingRepository:
                 if await self.inner.get_video(video.path) is not None:
                     existed.add(video.path)
 
-        await self.inner.upsert_videos(videos)
+        await self.inner.upsert_videos(videos, fingerprints=fingerprints)
         for video in videos:
             self._journal.record(video.path, removed=False)
             if self._timer is not None:

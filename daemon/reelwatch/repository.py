@@ -98,10 +98,17 @@ class Repository(Protocol):
         """Return the states of the entries at ``paths``, keyed by path."""
         ...
 
-    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+    async def upsert_videos(
+        self,
+        videos: Sequence[Video],
+        *,
+        fingerprints: Sequence[tuple[str, str]] = (),
+    ) -> None:
         """Insert or replace entries by path, keeping the ``id`` of existing ones.
 
         The ``id`` of each argument is ignored; new entries get a fresh one.
+        ``fingerprints`` are then stored as :meth:`set_fingerprints` does, in
+        the same transaction.
         """
         ...
 
@@ -666,11 +673,20 @@ class SQLiteRepository:
             states.update(_states_from_rows(rows))
         return states
 
-    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+    async def upsert_videos(
+        self,
+        videos: Sequence[Video],
+        *,
+        fingerprints: Sequence[tuple[str, str]] = (),
+    ) -> None:
         # In path order, which SQLite's index on path writes fastest. The
         # first column of a row is the encoded path.
         rows = sorted(map(_video_row, videos), key=operator.itemgetter(0))
-        await self._write((_VIDEO_UPSERT, row) for row in rows)
+        statements: list[tuple[str, Sequence[Any]]] = [
+            (_VIDEO_UPSERT, row) for row in rows
+        ]
+        statements += _fingerprint_updates(fingerprints)
+        await self._write(statements)
 
     async def delete_videos(self, paths: Sequence[str]) -> int:
         ordered = sorted(_encode_path(path) for path in paths)
@@ -784,13 +800,7 @@ class SQLiteRepository:
         return len(renames)
 
     async def set_fingerprints(self, fingerprints: Sequence[tuple[str, str]]) -> None:
-        await self._write(
-            (
-                "UPDATE videos SET fingerprint = ? WHERE path = ?",
-                (fingerprint, _encode_path(path)),
-            )
-            for path, fingerprint in sorted(fingerprints)
-        )
+        await self._write(_fingerprint_updates(fingerprints))
 
     async def videos_with_fingerprint(
         self, size: int, fingerprint: str, *, not_on_device: int | None = None
@@ -975,6 +985,18 @@ def _sql_of(statement: tuple[str, Sequence[Any]]) -> str:
     return statement[0]
 
 
+def _fingerprint_updates(
+    fingerprints: Sequence[tuple[str, str]],
+) -> list[tuple[str, Sequence[Any]]]:
+    return [
+        (
+            "UPDATE videos SET fingerprint = ? WHERE path = ?",
+            (fingerprint, _encode_path(path)),
+        )
+        for path, fingerprint in sorted(fingerprints)
+    ]
+
+
 def _states_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, FileState]:
     # A re-check reads every row under the scanned folder, so this loop
     # makes no helper call per column.
@@ -1076,7 +1098,12 @@ class MemoryRepository:
             )
         return states
 
-    async def upsert_videos(self, videos: Sequence[Video]) -> None:
+    async def upsert_videos(
+        self,
+        videos: Sequence[Video],
+        *,
+        fingerprints: Sequence[tuple[str, str]] = (),
+    ) -> None:
         self._check_open()
         for video in sorted(videos, key=lambda video: _encode_path(video.path)):
             key = _encode_path(video.path)
@@ -1088,6 +1115,7 @@ class MemoryRepository:
                 video_id = existing.id
             self._fingerprints.pop(video_id, None)
             self._videos[key] = msgspec.structs.replace(video, id=video_id)
+        await self.set_fingerprints(fingerprints)
 
     async def delete_videos(self, paths: Sequence[str]) -> int:
         self._check_open()

@@ -147,6 +147,15 @@ class _Identity(NamedTuple):
     device: int
 
 
+class _PathInspection(NamedTuple):
+    """The root check and the stat of a scan's path, taken before any walk."""
+
+    root_problem: str | None
+    mode: int | None
+    stat_error: OSError | None
+    identity: _Identity | None
+
+
 def normalize_path(path: str) -> str:
     """Collapse repeated separators and ``.``/``..`` parts, without any I/O."""
     return os.path.normpath(path)
@@ -395,7 +404,13 @@ class Scanner:
             )
 
         result = ScanResult(path=path)
-        problem = await anyio.to_thread.run_sync(self._root_identities.check, root)
+        may_be_video = not is_ignored(path, root, self._ignore) and has_video_extension(
+            path, self._extensions
+        )
+        inspection = await anyio.to_thread.run_sync(
+            self._inspect, root, path, self._roots, may_be_video
+        )
+        problem = inspection.root_problem
         if problem is not None:
             # Nothing under the root is walked or probed: it now leads outside.
             offline = await self._repository.set_offline(root, True)
@@ -405,15 +420,15 @@ class Scanner:
             result.add_error(FileError(root, "outside_roots", problem))
             return result
 
-        try:
-            mode = await anyio.to_thread.run_sync(_stat_mode, path)
-        except OSError as exc:
+        exc = inspection.stat_error
+        if exc is not None:
             # A symlink loop, a name too long, a folder without search
             # permission: the entries stay, as under an unreadable folder.
             error = FileError(path, _error_kind(exc), f"cannot stat the path: {exc}")
             result.add_error(error)
             log.warning("scan_path_unreadable", path=path, error=str(exc))
             return result
+        mode = inspection.mode
         if mode is None:
             await self._handle_missing(path, root, result)
             note = f"not_found: {path} does not exist"
@@ -426,7 +441,7 @@ class Scanner:
         if stat.S_ISDIR(mode):
             walk, known = await self._walk_and_read(path, recursive)
         else:
-            walk = await self._single_file(path, root, mode, result)
+            walk = self._single_file(path, root, mode, inspection.identity, result)
             known = await self._repository.file_states(path)
         await self._reconcile(path, root, walk, known, recursive, result, context)
         log.info(
@@ -509,8 +524,33 @@ class Scanner:
         direct = [entry for entry in walk.files if os.path.dirname(entry.path) == path]
         return WalkResult(direct, walk.errors, walk.dirs)
 
-    async def _single_file(
-        self, path: str, root: str, mode: int, result: ScanResult
+    def _inspect(
+        self, root: str, path: str, roots: Sequence[str], may_be_video: bool
+    ) -> _PathInspection:
+        """Check the root and stat ``path`` in one worker-thread call.
+
+        The identity is taken only for a regular file when ``may_be_video`` is
+        true, so a single-file scan needs no other worker-thread call.
+        """
+        problem = self._root_identities.check(root)
+        if problem is not None:
+            return _PathInspection(problem, None, None, None)
+        try:
+            mode = _stat_mode(path)
+        except OSError as exc:
+            return _PathInspection(None, None, exc, None)
+        identity = None
+        if may_be_video and mode is not None and stat.S_ISREG(mode):
+            identity = _stat_identity(path, roots)
+        return _PathInspection(None, mode, None, identity)
+
+    def _single_file(
+        self,
+        path: str,
+        root: str,
+        mode: int,
+        identity: _Identity | None,
+        result: ScanResult,
     ) -> WalkResult:
         """Return the walk of one file, with the reason when it is not cataloged."""
         if is_ignored(path, root, self._ignore):
@@ -528,7 +568,6 @@ class Scanner:
             result.notes.append(reason)
             log.debug("scan_path_skipped", path=path, reason=reason)
             return WalkResult([], [], 0)
-        identity = await anyio.to_thread.run_sync(_stat_identity, path, self._roots)
         if identity is None:
             return WalkResult([], [], 0)
         return WalkResult([WalkEntry(path, *identity)], [], 0)
@@ -610,10 +649,12 @@ class Scanner:
         for video in stored:
             if video.path not in moves.on_disk:
                 by_key.setdefault((video.device, video.inode), []).append(video)
-        live_elsewhere = await anyio.to_thread.run_sync(
-            _paths_holding_inode,
-            [(video.path, video.device, video.inode) for video in stored],
-        )
+        live_elsewhere: set[str] = set()
+        if stored:
+            live_elsewhere = await anyio.to_thread.run_sync(
+                _paths_holding_inode,
+                [(video.path, video.device, video.inode) for video in stored],
+            )
 
         for entry in new_files:
             key = (entry.device, entry.inode)
@@ -857,9 +898,11 @@ class Scanner:
         try:
             # A reload may have removed the root while the batch ran.
             if videos and root in self._roots:
-                await self._repository.upsert_videos(videos)
-                await self._repository.set_fingerprints(
-                    [(v.path, digests[v.path]) for v in videos if v.path in digests]
+                await self._repository.upsert_videos(
+                    videos,
+                    fingerprints=[
+                        (v.path, digests[v.path]) for v in videos if v.path in digests
+                    ],
                 )
         finally:
             self._in_flight.difference_update(entry.path for entry in batch)
