@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,10 @@ import msgspec
 
 from reelwatch.core import (
     Fingerprint,
+    KnownFiles,
     PathCheck,
     ProbeResult,
+    WalkComparison,
     WalkEntry,
     WalkError,
     WalkResult,
@@ -88,6 +90,37 @@ class FakeCore:
             _walk, root, extensions, ignore, allowed_roots
         )
 
+    async def walk_compared(
+        self,
+        root: str,
+        *,
+        extensions: Collection[str],
+        ignore: Sequence[str],
+        allowed_roots: Sequence[str],
+        read_known: Callable[[], Awaitable[KnownFiles]],
+    ) -> WalkComparison:
+        # Through self.walk, so that a test overriding walk changes this too.
+        known = KnownFiles([])
+
+        async def read() -> None:
+            nonlocal known
+            known = await read_known()
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                walk = await self.walk(
+                    root,
+                    extensions=extensions,
+                    ignore=ignore,
+                    allowed_roots=allowed_roots,
+                )
+        except BaseExceptionGroup as group_error:
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+        return _compare(walk, known)
+
     async def check_paths(
         self, paths: Sequence[str], roots: Sequence[str]
     ) -> list[PathCheck]:
@@ -138,6 +171,30 @@ def _walk(
                 )
             )
     return WalkResult(files, errors, dirs)
+
+
+def _compare(walk: WalkResult, known: KnownFiles) -> WalkComparison:
+    stale = set(known.stale)
+    if any(index < 0 or index >= len(known.rows) for index in stale):
+        raise ValueError(f"a stale index is out of range for {len(known.rows)} rows")
+    rows = {}
+    for index, row in enumerate(known.rows):
+        rows[os.fsencode(row[0])] = (index, tuple(row[1:6]))
+    walked = set()
+    changed = []
+    for entry in walk.files:
+        path = os.fsencode(entry.path)
+        walked.add(path)
+        match = rows.get(path)
+        if match is None or match[0] in stale or match[1] != tuple(entry[1:]):
+            changed.append(entry)
+    missing = [
+        index
+        for index, row in enumerate(known.rows)
+        if os.fsencode(row[0]) not in walked
+    ]
+    unchanged = len(walk.files) - len(changed)
+    return WalkComparison(changed, unchanged, missing, known, walk.errors, walk.dirs)
 
 
 def _check_paths(paths: Sequence[str], roots: Sequence[str]) -> list[PathCheck]:

@@ -20,6 +20,7 @@ from reelwatch.repository import (
     SQLiteRepository,
     encode_cursor,
     is_same_or_under,
+    state_of_row,
 )
 
 pytestmark = pytest.mark.anyio
@@ -241,6 +242,27 @@ class TestVideos:
         assert (state.size, state.mtime_ns, state.ctime_ns) == (100, 1, 2)
         assert (state.inode, state.device) == (3, 4)
         assert state.complete is False
+
+    async def test_state_rows_convert_to_the_same_states(
+        self, repository: Repository
+    ) -> None:
+        big = 2**64 - 5  # stored negative in a signed SQLite integer
+        await repository.upsert_videos(
+            [
+                video("/media/a.mp4", complete=False),
+                video("/media/b\udcff.mp4", inode=big, device=big),
+                video("/other/c.mp4"),
+            ]
+        )
+        await repository.set_fingerprints([("/media/a.mp4", "ab12")])
+
+        rows = await repository.state_rows("/media")
+        states = await repository.file_states("/media")
+
+        assert [row[0] for row in rows] == [b"/media/a.mp4", b"/media/b\xff.mp4"]
+        assert (rows[1][4], rows[1][5]) == (big, big)
+        assert dict(map(state_of_row, rows)) == states
+        assert states["/media/a.mp4"].fingerprint == "ab12"
 
     async def test_file_states_at_given_paths(self, repository: Repository) -> None:
         await repository.upsert_videos(

@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::file::CheckedProbe;
-use crate::walk::{WalkOptions, WalkOutput};
+use crate::walk::{KnownFile, WalkEntry, WalkOptions, WalkOutput};
 use crate::{file, fingerprint, paths, walk};
 
 /// One `fingerprint` result: the digest or the error message.
@@ -125,23 +125,123 @@ impl ProbeResult {
 }
 
 /// The files, errors and directory count of one walk.
-#[pyclass(frozen, get_all, module = "reelwatch._core")]
+///
+/// The rows are built only when asked for, so that a caller comparing the
+/// walk with the catalog through `compare` pays for the changed files alone.
+#[pyclass(frozen, module = "reelwatch._core")]
 pub struct WalkResult {
-    files: Py<PyList>,
-    errors: Py<PyList>,
-    dirs: u64,
+    output: WalkOutput,
 }
 
 #[pymethods]
 impl WalkResult {
-    fn __repr__(&self, py: Python<'_>) -> String {
+    #[getter]
+    fn files<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let files = PyList::empty(py);
+        for entry in &self.output.files {
+            files.append(file_row(py, entry)?)?;
+        }
+        Ok(files)
+    }
+
+    #[getter]
+    fn errors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let errors = PyList::empty(py);
+        for err in &self.output.errors {
+            errors.append(PyTuple::new(
+                py,
+                [
+                    bytes_of(py, &err.path).into_any(),
+                    PyString::new(py, err.error.kind().as_str()).into_any(),
+                    PyString::new(py, err.error.message()).into_any(),
+                ],
+            )?)?;
+        }
+        Ok(errors)
+    }
+
+    #[getter]
+    fn file_count(&self) -> usize {
+        self.output.files.len()
+    }
+
+    #[getter]
+    fn dirs(&self) -> u64 {
+        self.output.dirs
+    }
+
+    /// Compares the walk with cataloged files; see the stub for the contract.
+    #[pyo3(signature = (known, stale = Vec::new()))]
+    fn compare<'py>(
+        &self,
+        py: Python<'py>,
+        known: &Bound<'py, PyAny>,
+        stale: Vec<usize>,
+    ) -> PyResult<(Bound<'py, PyList>, Vec<usize>)> {
+        let mut known = extract_known(known)?;
+        let count = known.len();
+        for index in stale {
+            let file = known.get_mut(index).ok_or_else(|| {
+                PyValueError::new_err(format!(
+                    "stale index {index} is out of range for {count} known files"
+                ))
+            })?;
+            file.stale = true;
+        }
+        let files = &self.output.files;
+        let comparison = detached(py, "compare", || walk::compare(files, &known))?;
+        let changed = PyList::empty(py);
+        for index in comparison.changed {
+            changed.append(file_row(py, &files[index])?)?;
+        }
+        Ok((changed, comparison.missing))
+    }
+
+    fn __repr__(&self) -> String {
         format!(
             "WalkResult(files=<{} files>, errors=<{} errors>, dirs={})",
-            self.files.bind(py).len(),
-            self.errors.bind(py).len(),
-            self.dirs
+            self.output.files.len(),
+            self.output.errors.len(),
+            self.output.dirs
         )
     }
+}
+
+fn file_row<'py>(py: Python<'py>, entry: &WalkEntry) -> PyResult<Bound<'py, PyAny>> {
+    let row = (
+        bytes_of(py, &entry.path),
+        entry.size,
+        entry.mtime_ns,
+        entry.ctime_ns,
+        entry.inode,
+        entry.device,
+    );
+    Ok(row.into_pyobject(py)?.into_any())
+}
+
+/// Reads (path, size, `mtime_ns`, `ctime_ns`, inode, device) from the first
+/// six items of each row; later items are ignored, so catalog rows can be
+/// passed as they are read.
+fn extract_known(rows: &Bound<'_, PyAny>) -> PyResult<Vec<KnownFile>> {
+    let mut known = Vec::new();
+    for row in rows.try_iter()? {
+        let row = row?;
+        let path = row.get_item(0)?;
+        let path = match path.cast::<PyBytes>() {
+            Ok(bytes) => bytes.as_bytes().to_vec(),
+            Err(_) => extract_path(&path)?.into_os_string().into_vec(),
+        };
+        known.push(KnownFile {
+            path,
+            size: row.get_item(1)?.extract()?,
+            mtime_ns: row.get_item(2)?.extract()?,
+            ctime_ns: row.get_item(3)?.extract()?,
+            inode: row.get_item(4)?.extract()?,
+            device: row.get_item(5)?.extract()?,
+            stale: false,
+        });
+    }
+    Ok(known)
 }
 
 /// Converts a str, bytes or `os.PathLike` argument to a path without loss:
@@ -331,39 +431,7 @@ fn walk_tree(
     let options =
         WalkOptions::new(&extensions, &ignore, &allowed_roots).map_err(PyValueError::new_err)?;
     let output: WalkOutput = detached(py, "walk", || walk::walk(&root, &options))?;
-    let files = PyList::empty(py);
-    for entry in &output.files {
-        let row = (
-            bytes_of(py, &entry.path),
-            entry.size,
-            entry.mtime_ns,
-            entry.ctime_ns,
-            entry.inode,
-            entry.device,
-        );
-        files.append(row.into_pyobject(py)?)?;
-    }
-    let errors = PyList::empty(py);
-    for err in &output.errors {
-        let row = (
-            bytes_of(py, &err.path),
-            err.error.kind().as_str(),
-            err.error.message(),
-        );
-        errors.append(PyTuple::new(
-            py,
-            [
-                row.0.into_any(),
-                PyString::new(py, row.1).into_any(),
-                PyString::new(py, row.2).into_any(),
-            ],
-        )?)?;
-    }
-    Ok(WalkResult {
-        files: files.unbind(),
-        errors: errors.unbind(),
-        dirs: output.dirs,
-    })
+    Ok(WalkResult { output })
 }
 
 /// Computes partial-content fingerprints (size, first and last 64 KiB).

@@ -5,7 +5,7 @@
 //! filters turned off. Symlinks are followed only when their target resolves
 //! inside an allowed root; loops are detected by the walker.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -176,6 +176,72 @@ pub fn walk(root: &Path, options: &WalkOptions) -> WalkOutput {
         errors: collected.errors,
         dirs: dirs.into_inner(),
     }
+}
+
+/// A cataloged file as [`compare`] matches it against a walk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownFile {
+    /// The path bytes, as the walk would list the file.
+    pub path: Vec<u8>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// Status change time in nanoseconds since the Unix epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number.
+    pub device: u64,
+    /// Whether the file is listed as changed even when its stat matches.
+    pub stale: bool,
+}
+
+/// The differences between a walk and the catalog's files for the same tree.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Comparison {
+    /// Indexes into the walk's files of those with no matching known file,
+    /// a known file whose stat differs, or a stale one; in walk order.
+    pub changed: Vec<usize>,
+    /// Indexes into the known files of those whose path the walk did not
+    /// list; in input order.
+    pub missing: Vec<usize>,
+}
+
+/// Compares the files of a walk with `known` by path and stat (size, mtime,
+/// ctime, inode, device), so that only the differences reach the caller.
+///
+/// When `known` lists one path twice, the last entry counts.
+#[must_use]
+pub fn compare(files: &[WalkEntry], known: &[KnownFile]) -> Comparison {
+    let mut by_path: HashMap<&[u8], &KnownFile> = HashMap::with_capacity(known.len());
+    for file in known {
+        by_path.insert(file.path.as_slice(), file);
+    }
+    let mut walked: HashSet<&[u8]> = HashSet::with_capacity(files.len());
+    let mut changed = Vec::new();
+    for (index, entry) in files.iter().enumerate() {
+        let path = entry.path.as_os_str().as_bytes();
+        walked.insert(path);
+        let unchanged = by_path.get(path).is_some_and(|file| {
+            !file.stale
+                && file.size == entry.size
+                && file.mtime_ns == entry.mtime_ns
+                && file.ctime_ns == entry.ctime_ns
+                && file.inode == entry.inode
+                && file.device == entry.device
+        });
+        if !unchanged {
+            changed.push(index);
+        }
+    }
+    let missing = known
+        .iter()
+        .enumerate()
+        .filter(|(_, file)| !walked.contains(file.path.as_slice()))
+        .map(|(index, _)| index)
+        .collect();
+    Comparison { changed, missing }
 }
 
 fn check_root(root: &Path, allowed: &[PathBuf]) -> crate::Result<()> {
@@ -497,6 +563,44 @@ mod tests {
         let output = walk(Path::new("/nonexistent/reelwatch"), &options(&[], &[]));
         assert_eq!(output.errors.len(), 1);
         assert_eq!(output.errors[0].error.kind(), ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn compare_lists_changed_stale_and_missing_files() {
+        let entry = |name: &str, size: u64| WalkEntry {
+            path: PathBuf::from(name),
+            size,
+            mtime_ns: 10,
+            ctime_ns: 20,
+            inode: 30,
+            device: 40,
+        };
+        let known = |name: &str, size: u64, stale: bool| KnownFile {
+            path: name.as_bytes().to_vec(),
+            size,
+            mtime_ns: 10,
+            ctime_ns: 20,
+            inode: 30,
+            device: 40,
+            stale,
+        };
+        let files = [
+            entry("/r/same.mkv", 1),
+            entry("/r/grown.mkv", 2),
+            entry("/r/new.mkv", 3),
+            entry("/r/stale.mkv", 4),
+        ];
+        let catalog = [
+            known("/r/gone.mkv", 5, false),
+            known("/r/stale.mkv", 4, true),
+            known("/r/grown.mkv", 1, false),
+            known("/r/same.mkv", 1, false),
+        ];
+
+        let comparison = compare(&files, &catalog);
+
+        assert_eq!(comparison.changed, vec![1, 2, 3]);
+        assert_eq!(comparison.missing, vec![0]);
     }
 
     #[test]

@@ -13,8 +13,8 @@ valid UTF-8 round-trip without loss (decode them with ``os.fsdecode``).
 """
 
 import os
-from collections.abc import Iterable
-from typing import final
+from collections.abc import Iterable, Sequence
+from typing import Any, final
 
 __all__ = [
     "ProbeResult",
@@ -92,15 +92,46 @@ class ProbeResult:
 
 @final
 class WalkResult:
-    """The regular files, per-path errors and directory count of one walk."""
+    """The regular files, per-path errors and directory count of one walk.
 
-    files: list[tuple[bytes, int, int, int, int, int]]
-    """(path, size, mtime_ns, ctime_ns, inode, device), sorted by path."""
-    errors: list[tuple[bytes, str, str]]
-    """(path, error_kind, message) for paths that could not be listed and for
-    symlinks skipped because they resolve outside the allowed roots."""
-    dirs: int
-    """Directories entered, the root included."""
+    The rows of ``files`` and ``errors`` are built anew on each access.
+    """
+
+    @property
+    def files(self) -> list[tuple[bytes, int, int, int, int, int]]:
+        """(path, size, mtime_ns, ctime_ns, inode, device), sorted by path."""
+    @property
+    def errors(self) -> list[tuple[bytes, str, str]]:
+        """(path, error_kind, message) for paths that could not be listed and
+        for symlinks skipped because they resolve outside the allowed roots."""
+    @property
+    def file_count(self) -> int:
+        """The number of rows in ``files``, without building them."""
+    @property
+    def dirs(self) -> int:
+        """Directories entered, the root included."""
+    def compare(
+        self, known: Iterable[Sequence[Any]], stale: Iterable[int] = ...
+    ) -> tuple[list[tuple[bytes, int, int, int, int, int]], list[int]]:
+        """Compare the walk's files with cataloged files, with the GIL released.
+
+        Args:
+            known: Rows that start with (path, size, mtime_ns, ctime_ns,
+                inode, device); the path is bytes, str or os.PathLike, and
+                later items are ignored. When a path occurs twice, the last
+                row counts.
+            stale: Indexes into ``known`` of rows whose files count as
+                changed even when their stat matches.
+
+        Returns:
+            The rows of ``files`` (same shape) that have no row in ``known``
+            with the same path and stat, or a stale one, in path order; and
+            the indexes of the rows of ``known`` whose path the walk did not
+            list, in input order.
+
+        Raises:
+            ValueError: An index in ``stale`` is out of range.
+        """
 
 def probe_many(
     paths: Iterable[_Path],

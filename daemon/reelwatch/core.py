@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple, Protocol
 
@@ -27,9 +27,11 @@ __all__ = [
     "Core",
     "CoreUnavailableError",
     "Fingerprint",
+    "KnownFiles",
     "PathCheck",
     "ProbeResult",
     "RustCore",
+    "WalkComparison",
     "WalkEntry",
     "WalkError",
     "WalkResult",
@@ -108,6 +110,36 @@ class WalkResult(NamedTuple):
     dirs: int
 
 
+class KnownFiles(NamedTuple):
+    """Cataloged files to compare with a walk.
+
+    Each row starts with (path, size, mtime_ns, ctime_ns, inode, device); the
+    path is bytes as :func:`os.fsencode` returns it, or str, and any later
+    items are ignored. ``stale`` holds the indexes of rows whose files count
+    as changed even when their stat matches.
+    """
+
+    rows: Sequence[Sequence[Any]]
+    stale: Collection[int] = ()
+
+
+class WalkComparison(NamedTuple):
+    """A walk compared with the catalog's files for the walked tree.
+
+    ``changed`` lists, in path order, the walked files without a matching
+    row of ``known``: new files, files whose stat differs, and stale ones.
+    ``unchanged`` counts the other walked files. ``missing`` holds the
+    indexes of the rows whose path the walk did not list, in row order.
+    """
+
+    changed: list[WalkEntry]
+    unchanged: int
+    missing: list[int]
+    known: KnownFiles
+    errors: list[WalkError]
+    dirs: int
+
+
 class PathCheck(NamedTuple):
     """The outcome of checking one path against the allowed roots.
 
@@ -160,6 +192,24 @@ class Core(Protocol):
 
         Components that match a glob in ``ignore`` are skipped. Symlinks are
         followed only to targets inside ``allowed_roots``.
+        """
+        ...
+
+    async def walk_compared(
+        self,
+        root: str,
+        *,
+        extensions: Collection[str],
+        ignore: Sequence[str],
+        allowed_roots: Sequence[str],
+        read_known: Callable[[], Awaitable[KnownFiles]],
+    ) -> WalkComparison:
+        """Walk ``root`` as :meth:`walk` does and compare the files with ``read_known``.
+
+        ``read_known`` runs while the walk does. A file matches a row of the
+        same path when size, mtime, ctime, inode and device are equal and
+        the row is not stale. Only the changed files become
+        :class:`WalkEntry` objects.
         """
         ...
 
@@ -243,15 +293,54 @@ class RustCore:
                 allowed_roots=root_list,
             )
         )
-        files = [
-            WalkEntry(_decode(path), size, mtime_ns, ctime_ns, inode, device)
-            for (path, size, mtime_ns, ctime_ns, inode, device) in raw.files
-        ]
-        errors = [
-            WalkError(_decode(path), kind, message)
-            for (path, kind, message) in raw.errors
-        ]
-        return WalkResult(files, errors, int(raw.dirs))
+        return WalkResult(_walk_entries(raw.files), _walk_errors(raw), int(raw.dirs))
+
+    async def walk_compared(
+        self,
+        root: str,
+        *,
+        extensions: Collection[str],
+        ignore: Sequence[str],
+        allowed_roots: Sequence[str],
+        read_known: Callable[[], Awaitable[KnownFiles]],
+    ) -> WalkComparison:
+        extension_list = sorted(extensions)
+        ignore_list = list(ignore)
+        root_list = list(allowed_roots)
+        known = KnownFiles([])
+
+        async def read() -> None:
+            nonlocal known
+            known = await read_known()
+
+        try:
+            async with anyio.create_task_group() as group:
+                group.start_soon(read)
+                raw = await anyio.to_thread.run_sync(
+                    lambda: self._core.walk(
+                        root,
+                        extensions=extension_list,
+                        ignore=ignore_list,
+                        allowed_roots=root_list,
+                    )
+                )
+        except BaseExceptionGroup as group_error:
+            # Callers expect the error itself (StorageError, an OSError).
+            if len(group_error.exceptions) == 1:
+                raise group_error.exceptions[0] from None
+            raise
+        stale = sorted(known.stale)
+        changed, missing = await anyio.to_thread.run_sync(
+            lambda: raw.compare(known.rows, stale)
+        )
+        return WalkComparison(
+            _walk_entries(changed),
+            int(raw.file_count) - len(changed),
+            list(missing),
+            known,
+            _walk_errors(raw),
+            int(raw.dirs),
+        )
 
     async def check_paths(
         self, paths: Sequence[str], roots: Sequence[str]
@@ -281,3 +370,16 @@ class RustCore:
 
 def _decode(path: bytes | str) -> str:
     return os.fsdecode(path)
+
+
+def _walk_entries(rows: Any) -> list[WalkEntry]:
+    return [
+        WalkEntry(_decode(path), size, mtime_ns, ctime_ns, inode, device)
+        for (path, size, mtime_ns, ctime_ns, inode, device) in rows
+    ]
+
+
+def _walk_errors(raw: Any) -> list[WalkError]:
+    return [
+        WalkError(_decode(path), kind, message) for (path, kind, message) in raw.errors
+    ]

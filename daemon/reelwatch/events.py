@@ -26,7 +26,7 @@ from .jobs import JobQueue, Priority
 from .metrics import ChangeTimer, DaemonMetrics
 from .models import Job, JobKind, JobState, Video, VideoPage
 from .protocol import RemovedVideo, VideosListResult, encode_notification, to_wire
-from .repository import FileState, Repository, is_same_or_under
+from .repository import FileState, Repository, StateRow, is_same_or_under
 from .watcher import EventSource, WatchBatch
 
 __all__ = [
@@ -375,6 +375,9 @@ class PublishingRepository:
 
     async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
         return await self.inner.file_states_at(paths)
+
+    async def state_rows(self, under: str) -> list[StateRow]:
+        return await self.inner.state_rows(under)
 
     async def upsert_videos(
         self,

@@ -12,10 +12,18 @@ import bisect
 import collections
 import math
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Final, Protocol
 
-from .core import Core, Fingerprint, PathCheck, ProbeResult, WalkResult
+from .core import (
+    Core,
+    Fingerprint,
+    KnownFiles,
+    PathCheck,
+    ProbeResult,
+    WalkComparison,
+    WalkResult,
+)
 from .models import Video, VideoPage
 from .protocol import CatalogStats
 
@@ -289,6 +297,23 @@ class MeteredCore:
     ) -> WalkResult:
         return await self.inner.walk(
             root, extensions=extensions, ignore=ignore, allowed_roots=allowed_roots
+        )
+
+    async def walk_compared(
+        self,
+        root: str,
+        *,
+        extensions: Collection[str],
+        ignore: Sequence[str],
+        allowed_roots: Sequence[str],
+        read_known: Callable[[], Awaitable[KnownFiles]],
+    ) -> WalkComparison:
+        return await self.inner.walk_compared(
+            root,
+            extensions=extensions,
+            ignore=ignore,
+            allowed_roots=allowed_roots,
+            read_known=read_known,
         )
 
     async def check_paths(

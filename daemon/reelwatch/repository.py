@@ -33,9 +33,11 @@ __all__ = [
     "MemoryRepository",
     "Repository",
     "SQLiteRepository",
+    "StateRow",
     "decode_cursor",
     "encode_cursor",
     "is_same_or_under",
+    "state_of_row",
 ]
 
 log = structlog.get_logger(__name__)
@@ -64,6 +66,28 @@ class FileState(NamedTuple):
     complete: bool | None
     error_kind: str | None
     fingerprint: str | None = None
+
+
+# (path as os.fsencode returns it, size, mtime_ns, ctime_ns, inode, device,
+# complete as 0, 1 or None, error_kind, fingerprint), as the catalog stores
+# an entry's state.
+StateRow = tuple[bytes, int, int, int, int, int, int | None, str | None, str | None]
+
+
+def state_of_row(row: StateRow) -> tuple[str, FileState]:
+    """Convert a row of :meth:`Repository.state_rows` to its path and state."""
+    path, size, mtime_ns, ctime_ns, inode, device, complete, kind, digest = row
+    state = FileState(
+        size,
+        mtime_ns,
+        ctime_ns,
+        inode,
+        device,
+        None if complete is None else bool(complete),
+        kind,
+        digest,
+    )
+    return _decode_path(path), state
 
 
 class Repository(Protocol):
@@ -96,6 +120,13 @@ class Repository(Protocol):
 
     async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
         """Return the states of the entries at ``paths``, keyed by path."""
+        ...
+
+    async def state_rows(self, under: str) -> list[StateRow]:
+        """Return the state of every entry at or under ``under`` as raw rows.
+
+        For callers that convert only a few rows, with :func:`state_of_row`.
+        """
         ...
 
     async def upsert_videos(
@@ -660,6 +691,16 @@ class SQLiteRepository:
         rows = await self._fetchall(f"{_STATE_SELECT} WHERE {where}", params)
         return _states_from_rows(rows)
 
+    async def state_rows(self, under: str) -> list[StateRow]:
+        where, params = _under_clause(under)
+        rows = await self._fetchall(f"{_STATE_SELECT} WHERE {where}", params)
+        # SQLite integers are signed: an inode or device at or above 2**63
+        # was stored negative.
+        return [
+            row if row[4] >= 0 and row[5] >= 0 else _unsigned_state_row(row)
+            for row in rows
+        ]
+
     async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
         states: dict[str, FileState] = {}
         keys = sorted({_encode_path(path) for path in paths})
@@ -997,6 +1038,14 @@ def _fingerprint_updates(
     ]
 
 
+def _unsigned_state_row(row: Sequence[Any]) -> StateRow:
+    span = _INT64_SPAN
+    path, size, mtime_ns, ctime_ns, inode, device, complete, kind, digest = row
+    inode += span if inode < 0 else 0
+    device += span if device < 0 else 0
+    return (path, size, mtime_ns, ctime_ns, inode, device, complete, kind, digest)
+
+
 def _states_from_rows(rows: Iterable[Sequence[Any]]) -> dict[str, FileState]:
     # A re-check reads every row under the scanned folder, so this loop
     # makes no helper call per column.
@@ -1076,6 +1125,27 @@ class MemoryRepository:
     async def file_states(self, under: str) -> dict[str, FileState]:
         self._check_open()
         return self._states(self._under(under))
+
+    async def state_rows(self, under: str) -> list[StateRow]:
+        self._check_open()
+        rows: list[StateRow] = []
+        for key in self._under(under):
+            video = self._videos[key]
+            complete = None if video.complete is None else int(video.complete)
+            rows.append(
+                (
+                    key,
+                    video.size,
+                    video.mtime_ns,
+                    video.ctime_ns,
+                    video.inode,
+                    video.device,
+                    complete,
+                    video.error_kind,
+                    self._fingerprints.get(video.id),
+                )
+            )
+        return rows
 
     async def file_states_at(self, paths: Sequence[str]) -> dict[str, FileState]:
         self._check_open()

@@ -30,6 +30,7 @@ from collections.abc import (
     Awaitable,
     Callable,
     Collection,
+    Container,
     Iterable,
     Mapping,
     Sequence,
@@ -43,11 +44,24 @@ import msgspec
 import structlog
 
 from .config import Config
-from .core import Core, ProbeResult, WalkEntry, WalkError, WalkResult
+from .core import (
+    Core,
+    KnownFiles,
+    ProbeResult,
+    WalkEntry,
+    WalkError,
+    WalkResult,
+)
 from .errors import PathNotAllowedError
 from .jobs import JobContext
 from .models import Video
-from .repository import FileState, Repository, is_same_or_under
+from .repository import (
+    FileState,
+    Repository,
+    StateRow,
+    is_same_or_under,
+    state_of_row,
+)
 from .root_identity import RootIdentities
 
 __all__ = [
@@ -129,7 +143,7 @@ class _Moves:
     """The progress of one scan's move detection."""
 
     root: str
-    on_disk: set[str]
+    on_disk: Container[str]
     known: dict[str, FileState]
     result: ScanResult
     # Entries given to a new path, by id; each is taken at most once.
@@ -438,12 +452,15 @@ class Scanner:
             log.info("scan_path_not_found", path=path, removed=result.removed)
             return result
 
-        if stat.S_ISDIR(mode):
-            walk, known = await self._walk_and_read(path, recursive)
+        if stat.S_ISDIR(mode) and recursive:
+            await self._recheck_tree(path, root, result, context)
         else:
-            walk = self._single_file(path, root, mode, inspection.identity, result)
-            known = await self._repository.file_states(path)
-        await self._reconcile(path, root, walk, known, recursive, result, context)
+            if stat.S_ISDIR(mode):
+                walk, known = await self._walk_and_read(path, recursive)
+            else:
+                walk = self._single_file(path, root, mode, inspection.identity, result)
+                known = await self._repository.file_states(path)
+            await self._reconcile(path, root, walk, known, recursive, result, context)
         log.info(
             "scan_finished",
             path=path,
@@ -486,6 +503,48 @@ class Scanner:
         ]
         self._removed.add(videos, _fingerprints_by_id(videos, known))
         return await self._repository.delete_videos(paths)
+
+    async def _recheck_tree(
+        self, path: str, root: str, result: ScanResult, context: JobContext | None
+    ) -> None:
+        """Reconcile the whole tree under ``path``, converting only what changed.
+
+        The core compares the walk with the catalog's rows, so that the
+        files of an unchanged tree never become Python objects, and only the
+        rows of changed or missing files become :class:`FileState` tuples.
+        """
+
+        async def read() -> KnownFiles:
+            rows = await self._repository.state_rows(path)
+            return KnownFiles(rows, _stale_rows(rows))
+
+        comparison = await self._core.walk_compared(
+            path,
+            extensions=self._extensions,
+            ignore=self._ignore,
+            allowed_roots=self._roots,
+            read_known=read,
+        )
+        rows: Sequence[StateRow] = comparison.known.rows  # type: ignore[assignment]
+        known = dict(state_of_row(rows[index]) for index in comparison.missing)
+        missing = set(known)
+        changed_paths = {entry.path for entry in comparison.changed}
+        if changed_paths:
+            wanted = {os.fsencode(path) for path in changed_paths}
+            known.update(state_of_row(row) for row in rows if row[0] in wanted)
+        walk = WalkResult(comparison.changed, comparison.errors, comparison.dirs)
+        on_disk = _OnDisk(changed_paths, missing, rows)
+        await self._reconcile(
+            path,
+            root,
+            walk,
+            known,
+            True,
+            result,
+            context,
+            unchanged=comparison.unchanged,
+            on_disk=on_disk,
+        )
 
     async def _walk_and_read(
         self, path: str, recursive: bool
@@ -581,7 +640,16 @@ class Scanner:
         recursive: bool,
         result: ScanResult,
         context: JobContext | None,
+        *,
+        unchanged: int = 0,
+        on_disk: Container[str] | None = None,
     ) -> None:
+        """Probe, adopt and delete what differs between ``walk`` and ``known``.
+
+        ``unchanged`` counts walked files left out of ``walk.files`` because
+        they match the catalog; ``on_disk`` then tells which paths the walk
+        listed, in place of the paths of ``walk.files``.
+        """
         unreadable_dirs = []
         for error in walk.errors:
             result.add_error(FileError(error.path, error.kind, error.message))
@@ -589,8 +657,10 @@ class Scanner:
                 # What was under an unreadable folder may still exist.
                 unreadable_dirs.append(error.path)
 
-        result.scanned = len(walk.files)
-        on_disk = {entry.path for entry in walk.files}
+        result.scanned = len(walk.files) + unchanged
+        result.skipped += unchanged
+        if on_disk is None:
+            on_disk = {entry.path for entry in walk.files}
         to_probe = self._select_for_probe(walk.files, known, result)
         new_files = [entry for entry in to_probe if entry.path not in known]
         # Content fingerprints computed during this scan, by path.
@@ -611,7 +681,7 @@ class Scanner:
             and (recursive or os.path.dirname(known_path) == path or known_path == path)
             and not any(is_same_or_under(known_path, bad) for bad in unreadable_dirs)
         ]
-        if deleted and not walk.files and await self._looks_unmounted(path, known):
+        if deleted and not result.scanned and await self._looks_unmounted(path, known):
             offline = await self._repository.set_offline(path, True)
             log.warning(
                 "filesystem_unmounted", path=path, entries_marked_offline=offline
@@ -1195,6 +1265,46 @@ def _video_from_probe(
         error_kind=None if error is None else error.kind,
         probed_at=probed_at,
     )
+
+
+def _stale_rows(rows: Sequence[StateRow]) -> list[int]:
+    """Return the indexes of rows that need a probe even when their stat matches.
+
+    The same test as in ``_select_for_probe``: an incomplete file still
+    without error, or an entry whose error is retried.
+    """
+    return [
+        index
+        for index, row in enumerate(rows)
+        if (row[6] == 0 and row[7] is None) or row[7] in RETRIED_ERROR_KINDS
+    ]
+
+
+class _OnDisk:
+    """The paths a compared walk listed, from its changed files and the catalog.
+
+    A path is on disk when it is a changed file, or has a catalog row that
+    the walk did not report missing.
+    """
+
+    def __init__(
+        self, changed: set[str], missing: set[str], rows: Sequence[StateRow]
+    ) -> None:
+        self._changed = changed
+        self._missing = missing
+        self._rows = rows
+        self._row_paths: set[bytes] | None = None
+
+    def __contains__(self, path: object) -> bool:
+        if not isinstance(path, str) or path in self._missing:
+            return False
+        if path in self._changed:
+            return True
+        if self._row_paths is None:
+            # Built only for move detection, which asks about paths that
+            # may lie anywhere in the catalog.
+            self._row_paths = {row[0] for row in self._rows}
+        return os.fsencode(path) in self._row_paths
 
 
 def _state_of(video: Video) -> FileState:
