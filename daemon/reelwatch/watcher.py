@@ -372,6 +372,9 @@ class Watcher:
             and new_root is not None
             and not is_ignored(old, old_root, self._ignore)
         ):
+            # NOTE: a scan job of the old or new folder that is already
+            # running is not held back while the entries move. When it wins,
+            # the files are cataloged again under new ids; none is lost.
             await self._on_move(old, new, new_root)
             log.debug("rename_applied", old_path=old, path=new)
         return [Change(ChangeKind.DELETED, old), Change(ChangeKind.ADDED, new)]
