@@ -338,12 +338,18 @@ def _socket_summary(per_run: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _combine(per_run: list[dict[str, Any]]) -> dict[str, Any]:
-    """Keep every run and summarize each numeric figure across the runs."""
+    """Keep every run and summarize each numeric figure across the runs.
+
+    A figure that not every run has is kept only in ``per_run``: the idle CPU
+    by thread, for one, is keyed by thread ids that change from run to run.
+    """
     flat = [_flatten(run) for run in per_run]
     summary = {
         key: summarize([run[key] for run in flat])
         for key, value in flat[0].items()
-        if isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and all(key in run for run in flat)
     }
     return {"summary": summary, "per_run": per_run}
 
