@@ -19,6 +19,7 @@ from reelwatch.jobs import JobContext
 from reelwatch.models import Job, JobState, Video
 from reelwatch.repository import MemoryRepository
 from reelwatch.scanner import (
+    RemovedEntries,
     Scanner,
     SettleTracker,
     has_video_extension,
@@ -701,3 +702,26 @@ def _record_into(
             done.set()
 
     return record
+
+
+async def test_removed_sizes_count_other_devices_only() -> None:
+    """A removed entry's size matters for new files on another device only."""
+    removed = RemovedEntries()
+    gone = Video(
+        id=7,
+        path="/media/a.mp4",
+        root="/media",
+        size=100,
+        mtime_ns=1,
+        ctime_ns=2,
+        inode=3,
+        device=4,
+    )
+    removed.add([gone], {7: "digest"})
+
+    assert removed.has_size(100, not_on_device=5)
+    assert not removed.has_size(100, not_on_device=4)
+    assert not removed.has_size(101, not_on_device=5)
+
+    removed.claim(7)
+    assert not removed.has_size(100, not_on_device=5)

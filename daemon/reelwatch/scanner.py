@@ -269,8 +269,9 @@ class RemovedEntries:
         self._ids_by_key: dict[tuple[int, int], set[int]] = {}
         self._ids_by_content: dict[tuple[int, str], set[int]] = {}
         self._content_of: dict[int, tuple[int, str]] = {}
-        # How many remembered entries with a fingerprint have each size.
-        self._sizes: dict[int, int] = {}
+        # How many remembered entries with a fingerprint have each size, by
+        # device.
+        self._sizes: dict[int, dict[int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -296,7 +297,8 @@ class RemovedEntries:
                 content = (video.size, fingerprint)
                 self._content_of[video.id] = content
                 self._ids_by_content.setdefault(content, set()).add(video.id)
-                self._sizes[video.size] = self._sizes.get(video.size, 0) + 1
+                devices = self._sizes.setdefault(video.size, {})
+                devices[video.device] = devices.get(video.device, 0) + 1
 
     def candidates(self, key: tuple[int, int]) -> list[Video]:
         """Return the remembered entries with this ``(device, inode)``."""
@@ -306,9 +308,13 @@ class RemovedEntries:
         """Return the remembered entries with this size and content fingerprint."""
         return self._live(self._ids_by_content.get((size, fingerprint), set()))
 
-    def has_size(self, size: int) -> bool:
-        """Tell whether a remembered entry with a fingerprint has this size."""
-        return size in self._sizes
+    def has_size(self, size: int, *, not_on_device: int) -> bool:
+        """Tell whether a remembered entry with a fingerprint has this size.
+
+        Entries on ``not_on_device`` do not count: a file moved within one
+        filesystem keeps its inode and is found by that instead.
+        """
+        return any(device != not_on_device for device in self._sizes.get(size, ()))
 
     def _live(self, ids: set[int]) -> list[Video]:
         if not ids:
@@ -337,8 +343,11 @@ class RemovedEntries:
             same_content.discard(video_id)
             if not same_content:
                 del self._ids_by_content[content]
-            self._sizes[content[0]] -= 1
-            if not self._sizes[content[0]]:
+            devices = self._sizes[content[0]]
+            devices[item[1].device] -= 1
+            if not devices[item[1].device]:
+                del devices[item[1].device]
+            if not devices:
                 del self._sizes[content[0]]
 
     def prune(self) -> None:
@@ -768,7 +777,8 @@ class Scanner:
             for entry in new_files
             if entry.size > 0
             and (
-                entry.size in sizes[entry.device] or self._removed.has_size(entry.size)
+                entry.size in sizes[entry.device]
+                or self._removed.has_size(entry.size, not_on_device=entry.device)
             )
         ]
         if not sized:
@@ -781,16 +791,23 @@ class Scanner:
             digest = digests.get(entry.path)
             if digest is None:
                 continue
-            stored = [
-                video
-                for video in await self._repository.videos_with_fingerprint(
-                    entry.size, digest, not_on_device=entry.device
+            # One query and one thread call per file, so both are skipped
+            # when no stored entry can match: a burst of new copies of one
+            # file would otherwise pay them thousands of times.
+            stored: list[Video] = []
+            if entry.size in sizes[entry.device]:
+                stored = [
+                    video
+                    for video in await self._repository.videos_with_fingerprint(
+                        entry.size, digest, not_on_device=entry.device
+                    )
+                    if video.path not in moves.on_disk and video.path != entry.path
+                ]
+            exists: set[str] = set()
+            if stored:
+                exists = await anyio.to_thread.run_sync(
+                    _existing_paths, [video.path for video in stored]
                 )
-                if video.path not in moves.on_disk and video.path != entry.path
-            ]
-            exists = await anyio.to_thread.run_sync(
-                _existing_paths, [video.path for video in stored]
-            )
             # On one filesystem a move keeps the inode, so equal content
             # there is a copy, not a move.
             candidates = [
