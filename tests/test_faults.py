@@ -211,6 +211,8 @@ def test_full_disk_reported_and_recovered(
     assert not [job for job in jobs if job["status"] == "failed"]
     events = {entry["event"] for entry in log_entries(daemon)}
     assert "job_handler_crashed" not in events
+    # A write failure is logged as such, not as a shutdown that stopped a job.
+    assert "job_interrupted" not in events
     assert daemon.stop() == 0
     assert integrity(daemon.state_dir / "reelwatch.db") == [("ok",)]
 

@@ -10,8 +10,9 @@ from typing import Any
 import anyio
 import msgspec
 import pytest
+import structlog
 
-from reelwatch.errors import DaemonError, NotFoundError
+from reelwatch.errors import DaemonError, NotFoundError, StorageError
 from reelwatch.jobs import (
     AnyioJobQueue,
     JobContext,
@@ -411,3 +412,35 @@ def test_job_struct_round_trips() -> None:
     job = Job(id=1, kind="scan", path="/m", status=JobState.PENDING, created_at=1.0)
 
     assert msgspec.json.decode(msgspec.json.encode(job), type=Job) == job
+
+
+async def test_storage_failure_retried_not_interrupted(tmp_path: Path) -> None:
+    """A handler whose catalog write fails is retried and logged as a storage
+    failure, not as a job stopped by a shutdown.
+    """
+    repository = SQLiteRepository(str(tmp_path / "jobs.db"))
+    await repository.open()
+    queue = AnyioJobQueue(repository)
+    calls: list[str] = []
+
+    async def full_once(context: JobContext) -> Mapping[str, Any]:
+        calls.append(context.job.path)
+        if len(calls) == 1:
+            raise StorageError("database or disk is full")
+        return {"scanned": 1}
+
+    queue.register(JobKind.SCAN, full_once)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            async with running(queue):
+                submitted = await queue.submit(JobKind.SCAN, "/media/a")
+                await queue.wait_idle()
+                job = await queue.get(submitted.id)
+    finally:
+        await repository.close()
+
+    events = [entry["event"] for entry in logs]
+    assert calls == ["/media/a", "/media/a"]
+    assert job.status == JobState.COMPLETE
+    assert "job_storage_failed" in events
+    assert "job_interrupted" not in events

@@ -449,10 +449,14 @@ class AnyioJobQueue:
         state: JobState | None = None
         result: Mapping[str, Any] | None = None
         error: str | None = None
+        storage_failed = False
         try:
             await self._repository.update_job(job)
             log.info("job_started", kind=job.kind, path=job.path)
             state, result, error = await self._call_handler(context)
+        except StorageError:
+            storage_failed = True
+            raise
         finally:
             # The job stays in _running until its row is written, so no
             # status shows the queue idle while its row is still running.
@@ -469,17 +473,21 @@ class AnyioJobQueue:
                         await self._repository.update_job(finished)
                     log.info("job_finished", status=state.value, error=error)
                 else:
-                    # The queue itself was cancelled (shutdown). The handler
-                    # wrote its finished batches, so the job goes back to
-                    # pending and resumes on the next start, skipping what was
-                    # done. After a crash the row stays "running" and run()
-                    # requeues it.
-                    await self._requeue_interrupted(job)
+                    # A shutdown or a failed catalog write (retried by
+                    # _retry_later). The finished batches are written, so the
+                    # job resumes from pending and skips them. After a crash,
+                    # run() requeues the row left running.
+                    await self._requeue_interrupted(job, shutdown=not storage_failed)
             finally:
                 del self._running[job.id]
                 self._notify()
 
-    async def _requeue_interrupted(self, job: Job) -> None:
+    async def _requeue_interrupted(self, job: Job, *, shutdown: bool) -> None:
+        """Put a job that stopped without a state back to pending.
+
+        ``shutdown`` is false after a failed catalog write, which
+        ``_retry_later`` logs itself.
+        """
         interrupted = msgspec.structs.replace(
             job, status=JobState.PENDING, started_at=None, progress=None
         )
@@ -489,7 +497,8 @@ class AnyioJobQueue:
             except DaemonError as exc:
                 log.warning("job_requeue_failed", error=str(exc))
                 return
-        log.info("job_interrupted", kind=job.kind, path=job.path)
+        if shutdown:
+            log.info("job_interrupted", kind=job.kind, path=job.path)
 
     async def _call_handler(
         self, context: JobContext
