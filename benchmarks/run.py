@@ -86,8 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import report
 
     results = _run(parts, plan, args.runs)
-    results["command"] = "python benchmarks/run.py " + " ".join(
-        shlex.quote(arg) for arg in (argv if argv is not None else sys.argv[1:])
+    results["command"] = " ".join(
+        ["python benchmarks/run.py"]
+        + [shlex.quote(arg) for arg in (argv if argv is not None else sys.argv[1:])]
     )
     results["quick"] = args.quick
 
