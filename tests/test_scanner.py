@@ -21,6 +21,7 @@ from reelwatch.repository import MemoryRepository
 from reelwatch.scanner import (
     RemovedEntries,
     Scanner,
+    ScanResult,
     SettleTracker,
     has_video_extension,
     is_ignored,
@@ -725,3 +726,52 @@ async def test_removed_sizes_count_other_devices_only() -> None:
 
     removed.claim(7)
     assert not removed.has_size(100, not_on_device=5)
+
+
+async def test_concurrent_scans_take_over_one_entry(
+    harness: Harness, library: Path, fake_core: FakeCore
+) -> None:
+    """Two scans of one new file, running at the same time, while two gone
+    entries on another device have its content: one entry takes the path
+    over, and the file stays cataloged under that entry's id."""
+    new = write_fake_video(library / "film.mp4")
+    [fingerprint] = await fake_core.fingerprint([str(new)])
+    assert fingerprint.digest is not None
+    gone = [str(library / "old drive" / name) for name in ("a.mp4", "b.mp4")]
+    await harness.repository.upsert_videos(
+        [
+            Video(
+                id=0,
+                path=path,
+                root=str(library),
+                size=new.stat().st_size,
+                mtime_ns=1,
+                device=new.stat().st_dev + 1,
+                inode=7 + index,
+                duration_s=12.5,
+                complete=True,
+            )
+            for index, path in enumerate(gone)
+        ]
+    )
+    await harness.repository.set_fingerprints(
+        [(path, fingerprint.digest) for path in gone]
+    )
+    stored = [await harness.repository.get_video(path) for path in gone]
+    ids = {video.id for video in stored if video is not None}
+    assert len(ids) == 2
+
+    results: list[ScanResult] = []
+
+    async def scan() -> None:
+        results.append(await harness.scanner.scan(str(new)))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(scan)
+        group.start_soon(scan)
+    after = await harness.repository.get_video(str(new))
+
+    assert sorted(result.moved for result in results) == [0, 1]
+    assert after is not None
+    assert after.id in ids
+    assert str(new) in await harness.paths()

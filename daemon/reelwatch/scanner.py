@@ -393,6 +393,9 @@ class Scanner:
         self._first_seen: dict[str, tuple[_Identity, float]] = {}
         # Files a scan is probing or about to record, across concurrent scans.
         self._in_flight: set[str] = set()
+        # Serializes take-overs, so two scans running at the same time never
+        # give one new path two old entries.
+        self._take_over_lock = anyio.Lock()
         self.probes_total = 0
         self.configure(config)
 
@@ -826,8 +829,19 @@ class Scanner:
         """Move the entry ``old`` to the file ``entry``, keeping its ``id``.
 
         An entry whose probe was complete and without error keeps its media
-        fields and needs no new probe; the others are probed again.
+        fields and needs no new probe; the others are probed again. Nothing
+        happens when the catalog already has an entry at the new path: a scan
+        running at the same time wrote it after this one read the catalog.
+        The file is then checked like any cataloged file.
         """
+        async with self._take_over_lock:
+            if await self._repository.get_video(entry.path) is not None:
+                log.debug("move_already_recorded", path=entry.path, video_id=old.id)
+                return
+            await self._move_entry(old, entry, moves)
+
+    async def _move_entry(self, old: Video, entry: WalkEntry, moves: _Moves) -> None:
+        """Write the take-over of ``old`` by ``entry``; see :meth:`_take_over`."""
         moves.claimed.add(old.id)
         moved = msgspec.structs.replace(
             old,
