@@ -693,6 +693,8 @@ class Scanner:
             and (recursive or os.path.dirname(known_path) == path or known_path == path)
             and not any(is_same_or_under(known_path, bad) for bad in unreadable_dirs)
         ]
+        # NOTE: only a scan of the mount point itself recognises an unmounted
+        # drive. A scan of a folder above it deletes the drive's entries.
         if deleted and not result.scanned and await self._looks_unmounted(path, known):
             offline = await self._repository.set_offline(path, True)
             log.warning(
