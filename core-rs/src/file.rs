@@ -106,9 +106,9 @@ struct OpenHow {
     resolve: u64,
 }
 
-/// Whether `openat2` can be called; cleared after the first ENOSYS, so a
-/// kernel older than 5.6 (or a seccomp filter without it) costs one failed
-/// call per process, not one per file.
+/// Whether `openat2` can be called. It is cleared after the first ENOSYS. A
+/// kernel older than 5.6, or a seccomp filter without the call, then costs
+/// one failed call per process instead of one per file.
 static OPENAT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
 
 /// Opens `path` with `openat2` and `RESOLVE_NO_SYMLINKS` when that alone
@@ -118,9 +118,9 @@ static OPENAT2_AVAILABLE: AtomicBool = AtomicBool::new(true);
 /// The proof: `path` is absolute, has no `..` component and starts with a
 /// resolved root, and the kernel followed no symlink in any component while
 /// it opened the path. So every step went down into the child named in the
-/// path, and the file opened is the one below the root by that name at the
-/// time of the open, even if a component is swapped for a symlink at any
-/// moment. Returns None (and the caller takes the slow path, which also
+/// path. The file opened is the one below the root by that name at the time
+/// of the open, even when a component is swapped for a symlink meanwhile.
+/// Returns None (and the caller takes the slow path, which also
 /// builds the error) when the path does not qualify, when any component is
 /// a symlink, on any other error, or where `openat2` is missing.
 fn open_beneath_fast(path: &Path, roots: &[PathBuf]) -> Option<File> {
@@ -223,8 +223,13 @@ pub struct FileStat {
 impl FileStat {
     /// Reads the stat of an open file.
     pub fn of(file: &File) -> io::Result<Self> {
-        let meta = file.metadata()?;
-        Ok(FileStat {
+        Ok(Self::from_metadata(&file.metadata()?))
+    }
+
+    /// Converts a stat result, with both times in nanoseconds.
+    #[must_use]
+    pub fn from_metadata(meta: &std::fs::Metadata) -> Self {
+        FileStat {
             size: meta.len(),
             mtime_ns: meta
                 .mtime()
@@ -236,7 +241,7 @@ impl FileStat {
                 .saturating_add(meta.ctime_nsec()),
             inode: meta.ino(),
             device: meta.dev(),
-        })
+        }
     }
 }
 
@@ -542,7 +547,7 @@ mod tests {
     }
 
     #[test]
-    fn fast_open_takes_only_symlink_free_paths_under_a_root() {
+    fn fast_open_symlink_free_paths_only() {
         let dir = temp_dir("fast-open");
         let root = dir.join("root");
         let outside = dir.join("outside");
@@ -577,7 +582,7 @@ mod tests {
     }
 
     #[test]
-    fn fast_open_falls_back_for_links_and_special_files_inside_roots() {
+    fn fast_open_fallback_for_links() {
         let dir = temp_dir("fast-fallback");
         let target = dir.join("clip.mp4");
         File::create(&target).unwrap().write_all(b"data").unwrap();

@@ -8,7 +8,6 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -17,6 +16,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ignore::{DirEntry, WalkBuilder, WalkState};
 
 use crate::error::{Error, ErrorKind};
+use crate::file::FileStat;
 use crate::paths;
 
 /// One regular file found by [`walk`].
@@ -312,20 +312,17 @@ fn visit(
         return (WalkState::Continue, Some(Found::Error(skipped)));
     }
     let found = match std::fs::metadata(entry.path()) {
-        Ok(meta) => Found::File(WalkEntry {
-            path: entry.path().to_path_buf(),
-            size: meta.len(),
-            mtime_ns: meta
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.mtime_nsec()),
-            ctime_ns: meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec()),
-            inode: meta.ino(),
-            device: meta.dev(),
-        }),
+        Ok(meta) => {
+            let stat = FileStat::from_metadata(&meta);
+            Found::File(WalkEntry {
+                path: entry.path().to_path_buf(),
+                size: stat.size,
+                mtime_ns: stat.mtime_ns,
+                ctime_ns: stat.ctime_ns,
+                inode: stat.inode,
+                device: stat.device,
+            })
+        }
         Err(err) => Found::Error(WalkError {
             path: entry.path().to_path_buf(),
             error: Error::from(err),
