@@ -80,9 +80,7 @@ async def test_walk_compared_returns_only_differences(core: Core, root: Path) ->
     assert comparison.dirs == 2
 
 
-async def test_walk_compared_of_unchanged_tree_converts_nothing(
-    core: Core, root: Path
-) -> None:
+async def test_walk_compared_unchanged_tree(core: Core, root: Path) -> None:
     paths = [root / f"clip{index}.mkv" for index in range(5)]
     for path in paths:
         path.write_bytes(b"clip")
@@ -104,9 +102,7 @@ async def test_walk_compared_of_unchanged_tree_converts_nothing(
     assert comparison.missing == []
 
 
-async def test_walk_compared_passes_on_the_read_error(
-    core: Core, tmp_path: Path
-) -> None:
+async def test_walk_compared_read_error(core: Core, tmp_path: Path) -> None:
     async def read() -> KnownFiles:
         raise OSError("the catalog is unreadable")
 
@@ -120,9 +116,7 @@ async def test_walk_compared_passes_on_the_read_error(
         )
 
 
-async def test_walk_compared_rejects_a_stale_index_out_of_range(
-    core: Core, tmp_path: Path
-) -> None:
+async def test_walk_compared_bad_stale_index(core: Core, tmp_path: Path) -> None:
     async def read() -> KnownFiles:
         return KnownFiles([], stale={2})
 

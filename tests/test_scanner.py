@@ -705,7 +705,7 @@ def _record_into(
     return record
 
 
-async def test_removed_sizes_count_other_devices_only() -> None:
+async def test_removed_sizes_by_device() -> None:
     """A removed entry's size matters for new files on another device only."""
     removed = RemovedEntries()
     gone = Video(
@@ -728,10 +728,10 @@ async def test_removed_sizes_count_other_devices_only() -> None:
     assert not removed.has_size(100, not_on_device=5)
 
 
-async def test_concurrent_scans_take_over_one_entry(
+async def test_concurrent_scans_one_take_over(
     harness: Harness, library: Path, fake_core: FakeCore
 ) -> None:
-    """Two scans of one new file, running at the same time, while two gone
+    """Two scans of one new file, running at the same time, while two deleted
     entries on another device have its content: one entry takes the path
     over, and the file stays cataloged under that entry's id."""
     new = write_fake_video(library / "film.mp4")

@@ -220,7 +220,7 @@ fn file_row<'py>(py: Python<'py>, entry: &WalkEntry) -> PyResult<Bound<'py, PyAn
 }
 
 /// Reads (path, size, `mtime_ns`, `ctime_ns`, inode, device) from the first
-/// six items of each row; later items are ignored, so catalog rows can be
+/// six items of each row. Later items are ignored, so catalog rows can be
 /// passed as they are read.
 fn extract_known(rows: &Bound<'_, PyAny>) -> PyResult<Vec<KnownFile>> {
     let mut known = Vec::new();
@@ -321,10 +321,10 @@ fn probe_paths(
 }
 
 /// Probes like `probe_many` and returns each result as a plain tuple in the
-/// field order of the daemon's `ProbeResult` struct, already in its types:
-/// the path as str (decoded like `os.fsdecode`), the frame rate as
-/// `"num/den"` and the fingerprint as hex. One tuple costs far less to build
-/// and to unpack in Python than a `ProbeResult` object read field by field.
+/// field order of the daemon's `ProbeResult` struct, already in its types.
+/// The path is a str (decoded like `os.fsdecode`), the frame rate is
+/// `"num/den"` and the fingerprint is hex. One tuple costs less to build and
+/// to unpack in Python than a `ProbeResult` object read field by field.
 #[pyfunction(name = "probe_many_rows")]
 #[pyo3(signature = (paths, *, roots = None, threads = 0, fingerprint = false))]
 fn probe_path_rows<'py>(

@@ -124,9 +124,10 @@ class WalkResult:
                 changed even when their stat matches.
 
         Returns:
-            The rows of ``files`` (same shape) that have no row in ``known``
-            with the same path and stat, or a stale one, in path order; and
-            the indexes of the rows of ``known`` whose path the walk did not
+            Two lists. The first contains, in path order, the rows of
+            ``files`` (same shape) without a row in ``known`` of the same
+            path and stat, or whose row is stale. The second contains the
+            indexes of the rows of ``known`` whose path the walk did not
             list, in input order.
 
         Raises:
@@ -173,7 +174,7 @@ def probe_many_rows(
 ) -> list[_ProbeRow]:
     """Probe like :func:`probe_many` and return plain tuples instead.
 
-    Each tuple holds the fields of :class:`ProbeResult` in the order of
+    Each tuple contains the fields of :class:`ProbeResult` in the order of
     the daemon's ``reelwatch.core.ProbeResult`` (path, ok, error_kind,
     error, size, bytes_read, then as declared above), with the path as str
     (decoded like :func:`os.fsdecode`), the frame rate as ``"num/den"`` and

@@ -113,10 +113,10 @@ class WalkResult(NamedTuple):
 class KnownFiles(NamedTuple):
     """Cataloged files to compare with a walk.
 
-    Each row starts with (path, size, mtime_ns, ctime_ns, inode, device); the
-    path is bytes as :func:`os.fsencode` returns it, or str, and any later
-    items are ignored. ``stale`` holds the indexes of rows whose files count
-    as changed even when their stat matches.
+    Each row starts with (path, size, mtime_ns, ctime_ns, inode, device). The
+    path is bytes as :func:`os.fsencode` returns it, or str. Later items are
+    ignored. ``stale`` contains the indexes of rows whose files count as
+    changed even when their stat matches.
     """
 
     rows: Sequence[Sequence[Any]]

@@ -659,7 +659,7 @@ class Scanner:
         """Probe, adopt and delete what differs between ``walk`` and ``known``.
 
         ``unchanged`` counts walked files left out of ``walk.files`` because
-        they match the catalog; ``on_disk`` then tells which paths the walk
+        they match the catalog. ``on_disk`` then contains the paths the walk
         listed, in place of the paths of ``walk.files``.
         """
         unreadable_dirs = []
@@ -1334,8 +1334,8 @@ class _OnDisk:
         if path in self._changed:
             return True
         if self._row_paths is None:
-            # Built only for move detection, which asks about paths that
-            # may lie anywhere in the catalog.
+            # Built only for move detection, which looks up paths that may
+            # lie anywhere in the catalog.
             self._row_paths = {row[0] for row in self._rows}
         return os.fsencode(path) in self._row_paths
 

@@ -447,8 +447,8 @@ pub(crate) fn frame_profile(codec: &str, frame: &[u8]) -> Option<String> {
     }
 }
 
-/// The profile in a VP9 uncompressed frame header: a 2-bit frame marker,
-/// then the profile's low and high bits, and a reserved bit in profile 3.
+/// Reads the profile from a VP9 uncompressed frame header: a 2-bit frame
+/// marker, then the profile's low and high bits, and a reserved bit in profile 3.
 fn vp9_profile(frame: &[u8]) -> Option<String> {
     let mut bits = BitReader::new(frame);
     if bits.bits(2)? != 2 {
@@ -463,8 +463,8 @@ fn vp9_profile(frame: &[u8]) -> Option<String> {
     (profile <= 3).then(|| format!("Profile {profile}"))
 }
 
-/// The `seq_profile` of the first sequence header OBU in a temporal unit of
-/// OBUs that carry their sizes, as Matroska and MP4 store AV1.
+/// Reads the `seq_profile` of the first sequence header OBU in a temporal
+/// unit of OBUs that carry their sizes, as Matroska and MP4 store AV1.
 fn av1_obu_profile(mut data: &[u8]) -> Option<String> {
     const OBU_SEQUENCE_HEADER: u8 = 1;
     while let Some(&header) = data.first() {

@@ -1006,7 +1006,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_time_is_the_step_while_files_may_be_written() {
+    fn full_step_while_files_written() {
         let step = Duration::from_millis(50);
         let settled = Duration::from_millis(5);
         let now = Instant::now();
@@ -1027,7 +1027,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_time_is_the_step_for_many_moves() {
+    fn full_step_for_many_moves() {
         let step = Duration::from_millis(50);
         let settled = Duration::from_millis(5);
         let now = Instant::now();
@@ -1043,7 +1043,7 @@ mod tests {
     }
 
     #[test]
-    fn quiet_time_is_the_step_until_a_rename_is_paired() {
+    fn full_step_until_rename_paired() {
         let step = Duration::from_millis(50);
         let settled = Duration::from_millis(5);
         let now = Instant::now();
