@@ -31,6 +31,7 @@ from reelwatch.core import (
     WalkError,
     WalkResult,
 )
+from reelwatch.errors import single_error
 
 FAKE_MAGIC = b"FAKEVIDEO "
 
@@ -106,7 +107,7 @@ class FakeCore:
             nonlocal known
             known = await read_known()
 
-        try:
+        with single_error():
             async with anyio.create_task_group() as group:
                 group.start_soon(read)
                 walk = await self.walk(
@@ -115,10 +116,6 @@ class FakeCore:
                     ignore=ignore,
                     allowed_roots=allowed_roots,
                 )
-        except BaseExceptionGroup as group_error:
-            if len(group_error.exceptions) == 1:
-                raise group_error.exceptions[0] from None
-            raise
         return _compare(walk, known)
 
     async def check_paths(

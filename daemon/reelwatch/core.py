@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 import anyio.to_thread
 import msgspec
 
-from .errors import DaemonError
+from .errors import DaemonError, single_error
 
 __all__ = [
     "Core",
@@ -313,7 +313,7 @@ class RustCore:
             nonlocal known
             known = await read_known()
 
-        try:
+        with single_error():
             async with anyio.create_task_group() as group:
                 group.start_soon(read)
                 raw = await anyio.to_thread.run_sync(
@@ -324,11 +324,6 @@ class RustCore:
                         allowed_roots=root_list,
                     )
                 )
-        except BaseExceptionGroup as group_error:
-            # Callers expect the error itself (StorageError, an OSError).
-            if len(group_error.exceptions) == 1:
-                raise group_error.exceptions[0] from None
-            raise
         stale = sorted(known.stale)
         changed, missing = await anyio.to_thread.run_sync(
             lambda: raw.compare(known.rows, stale)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 __all__ = [
     "ConfigError",
     "ControlSocketError",
@@ -11,6 +14,7 @@ __all__ = [
     "PathNotAllowedError",
     "PermissionDeniedError",
     "StorageError",
+    "single_error",
 ]
 
 
@@ -66,3 +70,18 @@ class StorageError(DaemonError):
     """Raised when the catalog database cannot be read or written."""
 
     code = -32010
+
+
+@contextlib.contextmanager
+def single_error() -> Iterator[None]:
+    """Re-raise the only exception of an exception group as itself.
+
+    Callers of a function that runs steps in a task group expect the error
+    of the step that failed (a StorageError, an OSError), not a group.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

@@ -52,7 +52,7 @@ from .core import (
     WalkError,
     WalkResult,
 )
-from .errors import PathNotAllowedError
+from .errors import PathNotAllowedError, single_error
 from .jobs import JobContext
 from .models import Video
 from .repository import (
@@ -572,15 +572,10 @@ class Scanner:
         async def read() -> None:
             known.update(await self._repository.file_states(path))
 
-        try:
+        with single_error():
             async with anyio.create_task_group() as group:
                 group.start_soon(read)
                 walk = await self._walk(path, recursive)
-        except BaseExceptionGroup as group_error:
-            # Callers expect the error itself (StorageError, an OSError).
-            if len(group_error.exceptions) == 1:
-                raise group_error.exceptions[0] from None
-            raise
         return walk, known
 
     async def _walk(self, path: str, recursive: bool) -> WalkResult:
@@ -918,7 +913,9 @@ class Scanner:
         written = anyio.Event()
         written.set()
         batch: list[WalkEntry] = []
-        try:
+        # Callers expect the error itself (JobCancelledError,
+        # StorageError), as from a scan without the pipeline.
+        with single_error():
             async with anyio.create_task_group() as writes:
                 if chunks:
                     batch = await self._claim_batch(chunks[0], known, result)
@@ -949,12 +946,6 @@ class Scanner:
                     )
                     batch = next_batch
                     done += len(chunk)
-        except BaseExceptionGroup as group:
-            # Callers expect the error itself (JobCancelledError,
-            # StorageError), as from a scan without the pipeline.
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
         if context is not None and entries:
             context.set_progress(done, len(entries))
 
@@ -979,14 +970,15 @@ class Scanner:
             next_batch.extend(await self._claim_batch(next_chunk, known, result))
 
         try:
-            async with anyio.create_task_group() as group:
-                if next_chunk:
-                    group.start_soon(claim)
-                videos = await self._probe_batch(root, batch, known, result, digests)
-        except BaseException as exc:
+            with single_error():
+                async with anyio.create_task_group() as group:
+                    if next_chunk:
+                        group.start_soon(claim)
+                    videos = await self._probe_batch(
+                        root, batch, known, result, digests
+                    )
+        except BaseException:
             self._in_flight.difference_update(entry.path for entry in next_batch)
-            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-                raise exc.exceptions[0] from None
             raise
         return videos, next_batch
 
